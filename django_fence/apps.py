@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class FenceConfig(AppConfig):
+    """django-fence: registers its system checks."""
+
+    name = "django_fence"
+    verbose_name = "Fence"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .checks import check_fenced_caches
+
+        checks.register(check_fenced_caches, checks.Tags.caches)

@@ -1,0 +1,288 @@
+"""FencedCache: a Django cache backend that wraps another alias and fences get_or_set.
+
+Every BaseCache method is delegated to the wrapped alias (``LOCATION``) with
+its real signature; ``get_or_set``/``aget_or_set`` go through the stampede
+engine (engine.py). Values written by ``set`` are stored plain, so the bare
+alias and the fence read each other's writes; ``get_or_set`` stores an
+envelope (value + soft expiry + recompute time) that ``get`` unwraps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, memcache_key_warnings
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import FenceOptions, configured_caches, parse_options
+from .engine import Envelope, Fence, Flights, unwrap
+from .locks import LOCK_SUFFIX, lock_for
+from .stats import Stats
+from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key
+
+logger = logging.getLogger(__name__)
+
+# The longest suffix the fence adds to a key: a key is hashed if this one would be refused.
+LONGEST_SUFFIX = max(LOCK_SUFFIX, GENERATION_SUFFIX, key=len)
+HASHED_PREFIX = "fence-sha256:"
+
+
+class _Shared:
+    """What every thread's FencedCache of one alias shares within a process."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.flights = Flights()
+        self.stats: Stats | None = None
+        self.lock = threading.Lock()
+
+
+_shared: dict[tuple[str, str], _Shared] = {}
+_shared_lock = threading.Lock()
+
+
+def _alias_of(location: str, params: dict[str, Any]) -> str:
+    """The CACHES alias this backend was configured under (Django does not pass it)."""
+    for alias, config in configured_caches().items():
+        same = config.get("LOCATION") == location and all(config.get(k) == v for k, v in params.items())
+        if same and config.get("BACKEND", "").endswith("FencedCache"):
+            return str(alias)
+    return f"fence:{location}"
+
+
+class FencedCache(BaseCache):
+    """Wraps the cache alias named by LOCATION; ``get_or_set`` runs its callable once."""
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self.options: FenceOptions
+        self.options, problems = parse_options(params.get("OPTIONS", {}))
+        if problems:
+            raise ImproperlyConfigured(f"FencedCache wrapping {location!r}: {' '.join(problems)}")
+        if not location or not isinstance(location, str):
+            raise ImproperlyConfigured("FencedCache needs LOCATION: the alias of the cache to wrap.")
+        self.target = location
+        # The fence's own KEY_PREFIX / VERSION / KEY_FUNCTION, if set, namespace keys before the wrapped
+        # cache applies its own; left unset, keys reach the wrapped cache unchanged.
+        self._namespaced = any(name in params for name in ("KEY_PREFIX", "VERSION", "KEY_FUNCTION"))
+        alias = _alias_of(location, params)
+        with _shared_lock:
+            self._shared = _shared.setdefault((alias, repr(sorted(params.items(), key=str))), _Shared(alias))
+        self.alias = alias
+        self._local = threading.local()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    @property
+    def inner(self) -> BaseCache:
+        """The wrapped cache, this thread's instance (Django's caches are per thread)."""
+        inner = caches[self.target]
+        if isinstance(inner, FencedCache):
+            raise ImproperlyConfigured(f"FencedCache {self.alias!r} wraps {self.target!r}, another FencedCache.")
+        return inner
+
+    def _fence(self) -> Fence:
+        inner = self.inner
+        fence: Fence | None = getattr(self._local, "fence", None)
+        if fence is None or fence.store.cache is not inner:  # type: ignore[attr-defined]
+            fence = Fence(self.alias, CacheStore(inner), lock_for(inner, self.options.check_interval),
+                          self.options, self._stats(inner))
+            fence.flights = self._shared.flights
+            self._local.fence = fence
+        return fence
+
+    def _stats(self, inner: BaseCache) -> Stats:
+        with self._shared.lock:
+            if self._shared.stats is None:
+                self._shared.stats = Stats(inner, self.alias)
+            return self._shared.stats
+
+    def _key(self, key: Any, version: int | None = None) -> Key:
+        """The key as the wrapped cache gets it; hashed where the wrapped cache would refuse it."""
+        name = str(key)
+        if self._namespaced:
+            name, version = self.make_key(key, version), None
+        inner = self.inner
+        if getattr(inner, "_cache", None) is not None and "memcached" in type(inner).__module__:
+            full = inner.make_key(name + LONGEST_SUFFIX, version)
+            if any(True for _ in memcache_key_warnings(full)):
+                name = HASHED_PREFIX + hashlib.sha256(name.encode()).hexdigest()
+        return Key(name, version)
+
+    def _timeout(self, timeout: Any) -> float | None:
+        return self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+
+    def _keys(self, keys: Iterable[Any], version: int | None) -> dict[Key, Any]:
+        return {self._key(key, version): key for key in keys}
+
+    # -- the fenced operations --------------------------------------------------------------------
+    def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
+        """Django's get_or_set, with the callable run once however many callers miss at once."""
+        compute = default if callable(default) else (lambda: default)
+        ttl = self._timeout(timeout)
+        if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
+            return compute()
+        return self._fence().get_or_set(self._key(key, version), compute, ttl)
+
+    async def aget_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT,
+                          version: int | None = None) -> Any:
+        """``get_or_set`` for async code; ``default`` may be a value, a function or an async function."""
+        compute = default if callable(default) else (lambda: default)
+        ttl = self._timeout(timeout)
+        if ttl is not None and ttl <= 0:
+            result = compute()
+            return await result if asyncio.iscoroutine(result) else result
+        return await self._fence().aget_or_set(self._key(key, version), compute, ttl)
+
+    def mark_stale(self, key: Any, version: int | None = None) -> bool:
+        """Soft invalidation: the next read refreshes once while the others get the old value.
+
+        Returns False if the key holds no value. ``delete`` is the hard invalidation.
+        """
+        fenced_key = self._key(key, version)
+        store = CacheStore(self.inner)
+        store.bump_generation(fenced_key)
+        entry = store.get(fenced_key)
+        if entry is MISSING:
+            return False
+        now = self._fence().clock()
+        delta = entry.delta if isinstance(entry, Envelope) else 0.0
+        stale = Envelope(unwrap(entry), now, delta, now)
+        store.set(fenced_key, stale, self.options.grace + self.options.wait_timeout)
+        return True
+
+    async def amark_stale(self, key: Any, version: int | None = None) -> bool:
+        return await asyncio.to_thread(self.mark_stale, key, version)
+
+    def stats(self) -> dict[str, int]:
+        """The fence's counters for this alias, summed across every process."""
+        return self._stats(self.inner).snapshot()
+
+    async def astats(self) -> dict[str, int]:
+        return await asyncio.to_thread(self.stats)
+
+    def reset_stats(self) -> None:
+        self._stats(self.inner).reset()
+
+    # -- plain delegation -------------------------------------------------------------------------
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        k = self._key(key, version)
+        entry = self.inner.get(k.name, MISSING, version=k.version)
+        return default if entry is MISSING else unwrap(entry)
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        k = self._key(key, version)
+        self.inner.set(k.name, value, self._timeout(timeout), version=k.version)
+
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        return bool(self.inner.add(k.name, value, self._timeout(timeout), version=k.version))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        return bool(self.inner.touch(k.name, self._timeout(timeout), version=k.version))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        """Hard invalidation; a recompute already running will not store its result."""
+        k = self._key(key, version)
+        deleted = self.inner.delete(k.name, version=k.version)
+        CacheStore(self.inner).bump_generation(k)
+        return bool(deleted)
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        k = self._key(key, version)
+        return bool(self.inner.has_key(k.name, version=k.version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        k = self._key(key, version)
+        return int(self.inner.incr(k.name, delta, version=k.version))
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        k = self._key(key, version)
+        return int(self.inner.decr(k.name, delta, version=k.version))
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        fenced = self._keys(keys, version)
+        if not fenced:
+            return {}
+        first = next(iter(fenced))
+        found = self.inner.get_many([k.name for k in fenced], version=first.version)
+        return {fenced[k]: unwrap(found[k.name]) for k in fenced if k.name in found}
+
+    def set_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
+                 version: int | None = None) -> list[Any]:
+        fenced = self._keys(data, version)
+        if not fenced:
+            return []
+        first = next(iter(fenced))
+        by_name = {k.name: original for k, original in fenced.items()}
+        failed = self.inner.set_many({k.name: data[original] for k, original in fenced.items()},
+                                     self._timeout(timeout), version=first.version)
+        return [by_name.get(name, name) for name in failed or []]
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        fenced = self._keys(keys, version)
+        if not fenced:
+            return
+        self.inner.delete_many([k.name for k in fenced], version=next(iter(fenced)).version)
+        store = CacheStore(self.inner)
+        for k in fenced:
+            store.bump_generation(k)
+
+    def clear(self) -> None:
+        self.inner.clear()
+
+    def close(self, **kwargs: Any) -> None:
+        self.inner.close(**kwargs)
+
+    # -- async twins: one worker-thread hop each, never the single thread-sensitive executor ----
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return await _off_loop(self.get, key, default, version)
+
+    async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        await _off_loop(self.set, key, value, timeout, version)
+
+    async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return bool(await _off_loop(self.add, key, value, timeout, version))
+
+    async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return bool(await _off_loop(self.touch, key, timeout, version))
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        return bool(await _off_loop(self.delete, key, version))
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        return bool(await _off_loop(self.has_key, key, version))
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return int(await _off_loop(self.incr, key, delta, version))
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return int(await _off_loop(self.decr, key, delta, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        return dict(await _off_loop(self.get_many, list(keys), version))
+
+    async def aset_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
+                        version: int | None = None) -> list[Any]:
+        return list(await _off_loop(self.set_many, data, timeout, version))
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        await _off_loop(self.delete_many, list(keys), version)
+
+    async def aclear(self) -> None:
+        await _off_loop(self.clear)
+
+    async def aclose(self, **kwargs: Any) -> None:
+        await _off_loop(lambda: self.close(**kwargs))
+
+
+async def _off_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking cache call in a worker thread, which uses its own cache instance."""
+    return await asyncio.to_thread(function, *args)
+

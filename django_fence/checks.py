@@ -1,0 +1,56 @@
+"""System checks for FencedCache entries in CACHES (``manage.py check``).
+
+Ids: E001 LOCATION names no alias, E002 LOCATION names the alias itself,
+E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
+W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error
+from django.core.checks import Warning as CheckWarning
+
+from .conf import configured_caches, parse_options
+
+FENCED_BACKEND = "django_fence.backends.FencedCache"
+
+
+def check_fenced_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Check every FencedCache alias: what it wraps and its OPTIONS."""
+    messages: list[CheckMessage] = []
+    for alias, config in configured_caches().items():
+        if config.get("BACKEND") != FENCED_BACKEND:
+            continue
+        obj = f"CACHES[{alias!r}]"
+        target = config.get("LOCATION")
+        if target not in configured_caches():
+            messages.append(Error(
+                f"FencedCache {alias!r} wraps {target!r}, which is not in CACHES.",
+                hint="Set LOCATION to the alias of the cache to wrap, e.g. 'backing'.",
+                obj=obj, id="django_fence.E001"))  # fmt: skip
+        elif target == alias:
+            messages.append(Error(
+                f"FencedCache {alias!r} wraps itself.",
+                hint="Point LOCATION at another alias, one with a real backend.",
+                obj=obj, id="django_fence.E002"))  # fmt: skip
+        elif configured_caches()[target].get("BACKEND") == FENCED_BACKEND:
+            messages.append(Error(
+                f"FencedCache {alias!r} wraps {target!r}, which is another FencedCache.",
+                hint=f"Point LOCATION at the alias that {target!r} wraps.",
+                obj=obj, id="django_fence.E003"))  # fmt: skip
+        options, problems = parse_options(config.get("OPTIONS", {}))
+        for problem in problems:
+            messages.append(Error(
+                f"FencedCache {alias!r}: {problem}",
+                hint="See the OPTIONS table in django-fence's README.",
+                obj=obj, id="django_fence.E004"))  # fmt: skip
+        if not problems and options.lock_timeout < options.wait_timeout:
+            messages.append(CheckWarning(
+                f"FencedCache {alias!r}: LOCK_TIMEOUT ({options.lock_timeout:g}) is shorter than "
+                f"WAIT_TIMEOUT ({options.wait_timeout:g}).",
+                hint="A lock that expires before the waiters give up lets a second caller recompute; "
+                "make LOCK_TIMEOUT at least WAIT_TIMEOUT.",
+                obj=obj, id="django_fence.W001"))  # fmt: skip
+    return messages

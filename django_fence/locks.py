@@ -1,0 +1,310 @@
+"""Distributed locks and wake-ups for the fence, one strategy per kind of server.
+
+* :class:`RedisLock` talks to the wrapped cache's own redis-py client: the lock
+  is ``SET NX PX``, the release is one Lua script that deletes the lock only if
+  it still holds our token and publishes a wake-up, and waiters of a process
+  are woken by one pattern subscription per process (no polling).
+* :class:`MemcachedLock` talks to the wrapped cache's pylibmc or pymemcache
+  client: ``add`` to take, ``gets``/``cas`` to release only what we own
+  (memcached has no compare-and-delete, so a released lock becomes a one-second
+  tombstone that the next ``acquire`` may overwrite by CAS).
+* :class:`CacheLock` works on any Django cache through ``add``/``get``/``delete``
+  (LocMem, the database cache, ...).
+
+Memcached and the generic cache cannot notify, so there the lock entry carries
+when its holder expects to finish (its last measured recompute time): a waiter
+sleeps until then and only then checks at a short, growing interval.
+
+This is an adapter module: it turns each client's "server unavailable"
+exceptions into :class:`BackendUnavailable`, the only kind the engine sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.cache.backends.base import BaseCache
+
+from .exceptions import BackendUnavailable, translated
+from .store import Key
+
+logger = logging.getLogger(__name__)
+
+LOCK_SUFFIX = ":fence-lock"
+TOMBSTONE = "released"
+# Longest pause between two checks of a waiter that cannot be notified.
+MAX_CHECK_INTERVAL = 0.1
+
+
+def lock_value(token: str, expected_end: float) -> str:
+    return f"{token}|{expected_end:.6f}"
+
+
+def parse_lock_value(value: Any) -> tuple[str | None, float | None]:
+    """(token, expected finish as a wall-clock time) of a stored lock entry."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, str) or value == TOMBSTONE:
+        return None, None
+    token, _, end = value.partition("|")
+    try:
+        return token, float(end)
+    except ValueError:
+        return token, None
+
+
+class Watch:
+    """A registration to be woken when the lock of one key is released."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.checks = 0
+
+    def notified(self) -> bool:
+        return self.event.is_set()
+
+
+class CacheLock:
+    """A lock on any Django cache: ``add`` takes it, release deletes it if still ours.
+
+    The compare and the delete are two calls, so a lease that ran out between
+    them could delete a successor's lock; backends with an atomic
+    compare-and-delete (Redis, memcached) have their own strategy below.
+    """
+
+    notifies = False
+
+    def __init__(self, cache: BaseCache, check_interval: float = 0.005) -> None:
+        self.cache = cache
+        self.check_interval = check_interval
+        self._release_lock = threading.Lock()
+
+    def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool:
+        with translated("lock acquire"):
+            lock = key.derived(LOCK_SUFFIX)
+            return bool(self.cache.add(lock.name, lock_value(token, expected_end), _ttl(ttl), version=lock.version))
+
+    def release(self, key: Key, token: str) -> bool:
+        with translated("lock release"), self._release_lock:
+            if parse_lock_value(self._read_lock(key))[0] != token:
+                return False
+            lock = key.derived(LOCK_SUFFIX)
+            self.cache.delete(lock.name, version=lock.version)
+            return True
+
+    def expected_end(self, key: Key) -> float | None:
+        with translated("lock read"):
+            return parse_lock_value(self._read_lock(key))[1]
+
+    def _read_lock(self, key: Key) -> Any:
+        lock = key.derived(LOCK_SUFFIX)
+        return self.cache.get(lock.name, version=lock.version)
+
+    @contextlib.contextmanager
+    def watch(self, key: Key) -> Iterator[Watch]:
+        yield Watch()
+
+    def wait(self, key: Key, watch: Watch, timeout: float) -> None:
+        """Sleep until the next moment worth checking the value (at most ``timeout``).
+
+        The first call reads when the holder expects to finish and sleeps until
+        then; later calls sleep a short interval that doubles up to
+        MAX_CHECK_INTERVAL, so a long recompute costs O(log) checks, not one
+        every few milliseconds (cashews #333).
+        """
+        if watch.checks == 0:
+            end = self.expected_end(key)
+            pause = (end - time.time()) if end is not None else self.check_interval
+        else:
+            pause = min(self.check_interval * 2 ** (watch.checks - 1), MAX_CHECK_INTERVAL)
+        watch.checks += 1
+        time.sleep(max(0.0, min(pause, timeout)))
+
+
+class MemcachedLock(CacheLock):
+    """``add`` to take the lock, ``gets``/``cas`` so a release never deletes another's lock."""
+
+    def __init__(self, cache: BaseCache, check_interval: float = 0.005) -> None:
+        super().__init__(cache, check_interval)
+        self.client: Any = cache._cache  # type: ignore[attr-defined]  # the pylibmc/pymemcache client
+
+    def _raw(self, key: Key) -> str:
+        return self.cache.make_and_validate_key(key.name + LOCK_SUFFIX, key.version)
+
+    def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool:
+        raw, value = self._raw(key), lock_value(token, expected_end)
+        with translated("lock acquire"):
+            if self.client.add(raw, value, _ttl(ttl)):
+                return True
+            # A released lock is a tombstone until it expires; take it over by CAS.
+            current, cas = self.client.gets(raw)
+            if current == TOMBSTONE and cas is not None:
+                return bool(self.client.cas(raw, value, cas, _ttl(ttl)))
+            return False
+
+    def release(self, key: Key, token: str) -> bool:
+        raw = self._raw(key)
+        with translated("lock release"):
+            current, cas = self.client.gets(raw)
+            if cas is None or parse_lock_value(current)[0] != token:
+                return False
+            # memcached has no compare-and-delete: CAS-replace with a short tombstone.
+            return bool(self.client.cas(raw, TOMBSTONE, cas, 1))
+
+    def _read_lock(self, key: Key) -> Any:
+        return self.client.get(self._raw(key))
+
+
+_RELEASE_SCRIPT = """
+-- release: delete the lock if it still holds our token, then wake the waiters.
+-- KEYS[1] lock key; ARGV[1] our token, ARGV[2] wake-up channel. Returns 1 if deleted. O(1)
+local deleted = 0
+if redis.call('get', KEYS[1]) == ARGV[1] then deleted = redis.call('del', KEYS[1]) end
+redis.call('publish', ARGV[2], '1')
+return deleted
+"""
+
+CHANNEL_PREFIX = "fence-wake:"
+
+
+class RedisLock:
+    """A Redis lock whose release wakes every waiter at once (Lua + pub/sub)."""
+
+    notifies = True
+
+    def __init__(self, cache: BaseCache, client: Any) -> None:
+        self.cache = cache
+        self.client = client
+        self._release = client.register_script(_RELEASE_SCRIPT)
+
+    def _raw(self, key: Key) -> str:
+        return str(self.cache.make_key(key.name + LOCK_SUFFIX, key.version))
+
+    def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool:
+        with translated("lock acquire"):
+            return bool(self.client.set(self._raw(key), token, nx=True, px=max(1, int(ttl * 1000))))
+
+    def release(self, key: Key, token: str) -> bool:
+        raw = self._raw(key)
+        with translated("lock release"):
+            return bool(self._release(keys=[raw], args=[token, CHANNEL_PREFIX + raw]))
+
+    def expected_end(self, key: Key) -> float | None:
+        return None
+
+    @contextlib.contextmanager
+    def watch(self, key: Key) -> Iterator[Watch]:
+        """Register for the wake-up before looking at the lock, so none is lost."""
+        listener = _listener_for(self.client)
+        watch = Watch()
+        channel = CHANNEL_PREFIX + self._raw(key)
+        listener.register(channel, watch)
+        try:
+            yield watch
+        finally:
+            listener.unregister(channel, watch)
+
+    def wait(self, key: Key, watch: Watch, timeout: float) -> None:
+        watch.checks += 1
+        watch.event.wait(max(0.0, timeout))
+        watch.event.clear()
+
+
+class _Listener:
+    """One pattern subscription per process and Redis server, fanning wake-ups out to threads."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pid = os.getpid()
+        self.watches: dict[str, set[Watch]] = defaultdict(set)
+        self.lock = threading.Lock()
+        self.alive = False
+        self.start()
+
+    def start(self) -> None:
+        with translated("subscribe"):
+            pubsub = self.client.pubsub()
+            pubsub.psubscribe(CHANNEL_PREFIX + "*")
+            # Wait for the confirmation: from here on no publish can be missed.
+            deadline = time.monotonic() + 5
+            while pubsub.get_message(timeout=0.5) is None:
+                if time.monotonic() > deadline:
+                    pubsub.close()
+                    raise BackendUnavailable("subscribe: no confirmation within 5 s")
+        self.alive = True
+        threading.Thread(target=self._run, args=(pubsub,), daemon=True, name="fence-wakeups").start()
+
+    def _run(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "pmessage":
+                    channel = message["channel"]
+                    self._wake(channel.decode() if isinstance(channel, bytes) else channel)
+        except Exception:
+            logger.warning("fence: wake-up subscription lost; waiters fall back to their deadline",
+                           exc_info=True)
+        finally:
+            self.alive = False
+            with contextlib.suppress(Exception):
+                pubsub.close()
+            with self.lock:  # wake everyone: they re-check and find out for themselves
+                for watches in self.watches.values():
+                    for watch in watches:
+                        watch.event.set()
+
+    def _wake(self, channel: str) -> None:
+        with self.lock:
+            for watch in self.watches.get(channel, ()):
+                watch.event.set()
+
+    def register(self, channel: str, watch: Watch) -> None:
+        with self.lock:
+            self.watches[channel].add(watch)
+
+    def unregister(self, channel: str, watch: Watch) -> None:
+        with self.lock:
+            watches = self.watches.get(channel)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self.watches[channel]
+
+
+_listeners: dict[tuple[Any, ...], _Listener] = {}
+_listeners_lock = threading.Lock()
+
+
+def _listener_for(client: Any) -> _Listener:
+    # Keyed by server, not by client object: Django makes a cache (and its pool) per thread.
+    kwargs = client.connection_pool.connection_kwargs
+    key = (kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), kwargs.get("db"))
+    with _listeners_lock:
+        listener = _listeners.get(key)
+        if listener is None or not listener.alive or listener.pid != os.getpid():
+            listener = _listeners[key] = _Listener(client)
+        return listener
+
+
+def _ttl(seconds: float) -> int:
+    """Whole seconds for add/set: memcached and Django's timeouts are integers."""
+    return max(1, int(seconds + 0.999))
+
+
+def lock_for(cache: BaseCache, check_interval: float) -> CacheLock | RedisLock:
+    """The best lock strategy for the wrapped cache ``cache``."""
+    module = type(cache).__module__
+    if module.startswith("django_redis"):
+        return RedisLock(cache, cache.client.get_client(write=True))  # type: ignore[attr-defined]
+    if module == "django.core.cache.backends.redis":
+        return RedisLock(cache, cache._cache.get_client(write=True))  # type: ignore[attr-defined]
+    if module == "django.core.cache.backends.memcached":
+        return MemcachedLock(cache, check_interval)
+    return CacheLock(cache, check_interval)

@@ -1,0 +1,93 @@
+"""Counters of what the fence did, shared by every process through the wrapped cache.
+
+A hit must stay one round trip, so nothing is written on the request path:
+each process counts in memory and a daemon thread adds its counts to the
+shared counters (atomic ``incr``) every ``STATS_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections import Counter
+
+from django.core.cache.backends.base import BaseCache
+
+from .conf import fence_settings
+
+logger = logging.getLogger(__name__)
+
+NAMES = (
+    "hits", "misses", "stale_served", "early_refreshes", "recomputes",
+    "lock_waits", "wait_timeouts", "errors",
+)  # fmt: skip
+
+
+class Stats:
+    """Counts for one FencedCache alias; ``snapshot()`` sums every process's counts."""
+
+    def __init__(self, cache: BaseCache, alias: str) -> None:
+        self.cache = cache
+        self.prefix = f"fence-stats:{alias}:"
+        self._pending: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._flusher_pid: int | None = None
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._pending[name] += amount
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher_pid == os.getpid():
+                return
+            self._flusher_pid = os.getpid()
+        threading.Thread(target=self._flush_forever, daemon=True, name="fence-stats").start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._wake.wait(fence_settings().STATS_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # the stats must never take a request down; counts are retried
+                logger.debug("fence stats: flush failed", exc_info=True)
+
+    def flush(self) -> None:
+        """Add this process's pending counts to the shared counters."""
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        try:
+            for name, amount in pending.items():
+                if amount:
+                    self._incr(self.prefix + name, amount)
+                    pending[name] = 0
+        finally:
+            with self._lock:  # what could not be written is kept for the next flush
+                self._pending.update(+pending)
+
+    def _incr(self, key: str, amount: int) -> None:
+        # add-then-incr: a missing counter is created at 0 first, and a counter
+        # evicted between the two calls is created again (django-ratelimit PR #81).
+        for _ in range(3):
+            self.cache.add(key, 0, None)
+            with contextlib.suppress(ValueError):
+                self.cache.incr(key, amount)
+                return
+        raise RuntimeError(f"counter {key!r} kept disappearing")
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counter summed across processes (this process's pending counts included)."""
+        self.flush()
+        stored = self.cache.get_many([self.prefix + name for name in NAMES])
+        return {name: int(stored.get(self.prefix + name) or 0) for name in NAMES}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._pending.clear()
+        self.cache.delete_many([self.prefix + name for name in NAMES])

@@ -1,0 +1,1 @@
+"""A runnable demo project for django-fence (``python testproject/manage.py runserver``)."""
