@@ -379,8 +379,11 @@ def stampede_child(
         results.put({**stats.as_dict(), "recomputes": ctx.counter.value})
 
 
-def hit_path_child(backing: dict[str, Any], hits: int, results: Any) -> None:
-    """Time plain ``get`` and fenced ``get_or_set`` on one warm key, in alternating blocks."""
+def hit_path_child(backing: dict[str, Any], servers: Servers, hits: int, results: Any) -> None:
+    """Time plain ``get`` and fenced ``get_or_set`` on one warm key, in alternating blocks.
+
+    Then count the server commands of each kind of call (the design promises one per hit).
+    """
     try:
         configure_django(fenced_caches(backing))
         from django.core.cache import caches
@@ -406,10 +409,20 @@ def hit_path_child(backing: dict[str, Any], hits: int, results: Any) -> None:
         for block in range(HIT_BLOCKS):
             for name in list(operations)[:: 1 if block % 2 == 0 else -1]:
                 timings[name].extend(time_calls(operations[name], max(1, hits // HIT_BLOCKS)))
+        recomputes = counter.value - warm_recomputes
+        commands = {name: commands_per_call(operation, servers) for name, operation in operations.items()}
     except Exception as exc:
         results.put({"error": describe(exc)})
         return
-    results.put({"timings_us": timings, "recomputes": counter.value - warm_recomputes})
+    results.put({"timings_us": timings, "recomputes": recomputes, "commands": commands})
+
+
+def commands_per_call(operation: Call, servers: Servers, calls: int = 1000) -> float:
+    """Server commands per call, averaged over ``calls`` sequential calls."""
+    overhead = server_ops_overhead(servers)
+    before = server_ops(servers)
+    time_calls(operation, calls)
+    return (server_ops(servers) - before - overhead) / calls
 
 
 # --- the parent ------------------------------------------------------------------------------------
@@ -449,9 +462,7 @@ class RowResult:
         return sorted({sample for report in self.reports for sample in report["samples"]})
 
 
-def run_stampede_row(
-    row: StampedeRow, servers: Servers, args: argparse.Namespace, ops_overhead: int
-) -> RowResult:
+def run_stampede_row(row: StampedeRow, servers: Servers, args: argparse.Namespace, ops_overhead: int) -> RowResult:
     """Run one row in P fresh processes on a fresh key and sum up what they report."""
     flush(servers)
     gate = StartGate(args.processes)
@@ -476,16 +487,17 @@ def run_stampede_row(
     return result
 
 
-def run_hit_path(label: str, backing: dict[str, Any], hits: int) -> tuple[list[str], str]:
+def run_hit_path(label: str, backing: dict[str, Any], servers: Servers, hits: int) -> tuple[list[str], str]:
     """One line of the hit-path table, and an error or a warning for below it."""
-    [report] = run_processes(hit_path_child, [(backing, hits)], timeout=START_TIMEOUT + RUN_TIMEOUT)
+    [report] = run_processes(hit_path_child, [(backing, servers, hits)], timeout=START_TIMEOUT + RUN_TIMEOUT)
     if "error" in report:
-        return [label, "-", "-", "-", "-", "error (below)"], report["error"]
+        return [label, "-", "-", "-", "-", "-", "error (below)"], report["error"]
     plain, fenced = report["timings_us"]["plain"], report["timings_us"]["fenced"]
     ratio = percentile(fenced, 0.5) / percentile(plain, 0.5)
     cells = [label] + [f"{percentile(values, q):.1f}" for values in (plain, fenced) for q in (0.5, 0.99)]
+    commands = f"{report['commands']['plain']:.2f} / {report['commands']['fenced']:.2f}"
     warning = f"{report['recomputes']} recomputes on a warm key" if report["recomputes"] else ""
-    return [*cells, f"{(ratio - 1) * 100:+.1f}% ({ratio:.2f}x)"], warning
+    return [*cells, commands, f"{(ratio - 1) * 100:+.1f}% ({ratio:.2f}x)"], warning
 
 
 def report_stampede(results: list[RowResult], callers: int) -> None:
@@ -498,7 +510,7 @@ def report_stampede(results: list[RowResult], callers: int) -> None:
 
 
 def report_hit_path(lines: list[tuple[list[str], str]], hits: int) -> None:
-    headers = ["backend", "plain get p50", "p99", "fenced get_or_set p50", "p99", "overhead (p50)"]
+    headers = ["backend", "plain get p50", "p99", "fenced get_or_set p50", "p99", "cmds/call", "overhead (p50)"]
     print(f"\nHit path: one warm key, {hits} calls of each, microseconds per call\n")
     print(format_table(headers, [cells for cells, _ in lines]))
     details = [f"  {cells[0]}: {detail}" for cells, detail in lines if detail]
@@ -552,7 +564,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, label, backing in hit_rows:
             print(f"... {name}", file=sys.stderr, flush=True)
             flush(servers)
-            hit_lines.append(run_hit_path(label, backing(servers), args.hits))
+            hit_lines.append(run_hit_path(label, backing(servers), servers, args.hits))
     if results:
         report_stampede(results, callers)
     if hit_lines:
