@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache import caches
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache, memcache_key_warnings
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import FenceOptions, configured_caches, parse_options
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 # The longest suffix the fence adds to a key: a key is hashed if this one would be refused.
 LONGEST_SUFFIX = max(LOCK_SUFFIX, GENERATION_SUFFIX, key=len)
 HASHED_PREFIX = "fence-sha256:"
+REFUSED_CHARACTERS = re.compile(r"[\x00-\x20\x7f]")
 
 
 class _Shared:
@@ -91,15 +93,16 @@ class FencedCache(BaseCache):
         fence: Fence | None = getattr(self._local, "fence", None)
         if fence is None or fence.store.cache is not inner:  # type: ignore[attr-defined]
             fence = Fence(self.alias, CacheStore(inner), lock_for(inner, self.options.check_interval),
-                          self.options, self._stats(inner))
+                          self.options, self._stats())
             fence.flights = self._shared.flights
             self._local.fence = fence
         return fence
 
-    def _stats(self, inner: BaseCache) -> Stats:
+    def _stats(self) -> Stats:
         with self._shared.lock:
             if self._shared.stats is None:
-                self._shared.stats = Stats(inner, self.alias)
+                target = self.target
+                self._shared.stats = Stats(lambda: caches[target], self.alias)
             return self._shared.stats
 
     def _key(self, key: Any, version: int | None = None) -> Key:
@@ -107,11 +110,11 @@ class FencedCache(BaseCache):
         name = str(key)
         if self._namespaced:
             name, version = self.make_key(key, version), None
-        inner = self.inner
-        if getattr(inner, "_cache", None) is not None and "memcached" in type(inner).__module__:
-            full = inner.make_key(name + LONGEST_SUFFIX, version)
-            if any(True for _ in memcache_key_warnings(full)):
-                name = HASHED_PREFIX + hashlib.sha256(name.encode()).hexdigest()
+        # Hash what memcached would refuse (> 250 bytes with our longest suffix, spaces, control
+        # characters), whatever the backend, so a key maps the same way on every backend.
+        full = self.inner.make_key(name + LONGEST_SUFFIX, version)
+        if len(full.encode()) > MEMCACHE_MAX_KEY_LENGTH or REFUSED_CHARACTERS.search(full):
+            name = HASHED_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return Key(name, version)
 
     def _timeout(self, timeout: Any) -> float | None:
@@ -161,13 +164,13 @@ class FencedCache(BaseCache):
 
     def stats(self) -> dict[str, int]:
         """The fence's counters for this alias, summed across every process."""
-        return self._stats(self.inner).snapshot()
+        return self._stats().snapshot()
 
     async def astats(self) -> dict[str, int]:
         return await asyncio.to_thread(self.stats)
 
     def reset_stats(self) -> None:
-        self._stats(self.inner).reset()
+        self._stats().reset()
 
     # -- plain delegation -------------------------------------------------------------------------
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:

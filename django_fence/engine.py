@@ -198,7 +198,9 @@ class Fence:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self._take_over(key, compute, timeout, entry)
-                self.lock.wait(key, watch, remaining)
+                # Never sleep past a quarter lease: a holder that died without releasing (no wake-up
+                # comes) is noticed when its lock expires, within LOCK_TIMEOUT (dogpile.cache #261).
+                self.lock.wait(key, watch, min(remaining, self.opts.lock_timeout / 4))
                 current = self.store.get(key)
                 if current is not MISSING and decide(current, self.clock(), self.opts, 1.0) is not Step.MISS:
                     return unwrap(current)

@@ -134,6 +134,9 @@ class MemcachedLock(CacheLock):
     def __init__(self, cache: BaseCache, check_interval: float = 0.005) -> None:
         super().__init__(cache, check_interval)
         self.client: Any = cache._cache  # type: ignore[attr-defined]  # the pylibmc/pymemcache client
+        behaviors = getattr(self.client, "behaviors", None)
+        if behaviors is not None and not behaviors.get("cas"):
+            self.client.set_behaviors({"cas": True})  # pylibmc answers gets() only with CAS on
 
     def _raw(self, key: Key) -> str:
         return self.cache.make_and_validate_key(key.name + LOCK_SUFFIX, key.version)

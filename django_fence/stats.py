@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 from django.core.cache.backends.base import BaseCache
 
@@ -28,8 +29,8 @@ NAMES = (
 class Stats:
     """Counts for one FencedCache alias; ``snapshot()`` sums every process's counts."""
 
-    def __init__(self, cache: BaseCache, alias: str) -> None:
-        self.cache = cache
+    def __init__(self, cache: Callable[[], BaseCache], alias: str) -> None:
+        self._cache = cache  # a getter: Django's caches are per thread, and the flusher has its own
         self.prefix = f"fence-stats:{alias}:"
         self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -75,19 +76,19 @@ class Stats:
         # add-then-incr: a missing counter is created at 0 first, and a counter
         # evicted between the two calls is created again (django-ratelimit PR #81).
         for _ in range(3):
-            self.cache.add(key, 0, None)
+            self._cache().add(key, 0, None)
             with contextlib.suppress(ValueError):
-                self.cache.incr(key, amount)
+                self._cache().incr(key, amount)
                 return
         raise RuntimeError(f"counter {key!r} kept disappearing")
 
     def snapshot(self) -> dict[str, int]:
         """Every counter summed across processes (this process's pending counts included)."""
         self.flush()
-        stored = self.cache.get_many([self.prefix + name for name in NAMES])
+        stored = self._cache().get_many([self.prefix + name for name in NAMES])
         return {name: int(stored.get(self.prefix + name) or 0) for name in NAMES}
 
     def reset(self) -> None:
         with self._lock:
             self._pending.clear()
-        self.cache.delete_many([self.prefix + name for name in NAMES])
+        self._cache().delete_many([self.prefix + name for name in NAMES])

@@ -1,0 +1,129 @@
+"""Fixtures: real redis-server and memcached on free loopback ports, and fenced aliases over them.
+
+FENCE_TEST_REDIS_URL / FENCE_TEST_MEMCACHED point the suite at servers you
+run yourself; otherwise the session starts its own and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+
+from tests import servers
+
+BACKINGS = ["locmem", "redis", "django_redis", "pylibmc", "pymemcache"]
+FENCE_OPTIONS = {"BETA": 1.0, "LOCK_TIMEOUT": 10, "WAIT_TIMEOUT": 5, "GRACE": 60}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = []
+    if not os.environ.get("FENCE_TEST_REDIS_URL"):
+        missing.append("redis-server")
+    if not os.environ.get("FENCE_TEST_MEMCACHED"):
+        missing.append("memcached")
+    for name in missing:
+        try:
+            servers.require_binary(name)
+        except servers.MissingServer as exc:
+            pytest.exit(str(exc), returncode=4)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("FENCE_TEST_REDIS_URL"):
+        yield os.environ["FENCE_TEST_REDIS_URL"]
+        return
+    server = servers.start_redis()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memcached_location() -> Iterator[str]:
+    if os.environ.get("FENCE_TEST_MEMCACHED"):
+        yield os.environ["FENCE_TEST_MEMCACHED"]
+        return
+    server = servers.start_memcached()
+    yield server.url
+    server.stop()
+
+
+def backing_config(kind: str, location: str, timeout: float = 2.0) -> dict[str, Any]:
+    """A CACHES entry of the given kind; client timeouts bound every call (fail-open needs them)."""
+    if kind == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": location}
+    if kind == "redis":
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location,
+                "OPTIONS": {"socket_timeout": timeout, "socket_connect_timeout": timeout}}
+    if kind == "django_redis":
+        return {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": location,
+                "OPTIONS": {"SOCKET_TIMEOUT": timeout, "SOCKET_CONNECT_TIMEOUT": timeout}}
+    if kind == "pylibmc":
+        ms = int(timeout * 1000)
+        return {"BACKEND": "django.core.cache.backends.memcached.PyLibMCCache", "LOCATION": location,
+                "OPTIONS": {"behaviors": {"connect_timeout": ms, "receive_timeout": ms * 1000,
+                                          "send_timeout": ms * 1000, "retry_timeout": 1}}}
+    if kind == "pymemcache":
+        return {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": location,
+                "OPTIONS": {"connect_timeout": timeout, "timeout": timeout, "retry_attempts": 1,
+                            "dead_timeout": 0.1}}
+    raise ValueError(kind)
+
+
+def fenced_caches(backing: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return {
+        "backing": backing,
+        "default": {"BACKEND": "django_fence.backends.FencedCache", "LOCATION": "backing", "TIMEOUT": 300,
+                    "OPTIONS": {**FENCE_OPTIONS, **options}},
+    }
+
+
+def flush(kind: str, location: str) -> None:
+    if kind in ("redis", "django_redis"):
+        import redis
+
+        client = redis.Redis.from_url(location)
+        client.flushdb()
+        client.close()
+    elif kind in ("pylibmc", "pymemcache"):
+        from pymemcache.client.base import Client
+
+        host, port = location.split(":")
+        client = Client((host, int(port)))
+        client.flush_all()
+        client.close()
+
+
+@pytest.fixture(params=BACKINGS)
+def backing(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(kind, location) of one wrapped backend; every contract test runs over all of them."""
+    kind = request.param
+    if kind == "locmem":
+        return kind, f"fence-{uuid.uuid4().hex}"
+    if kind in ("redis", "django_redis"):
+        return kind, request.getfixturevalue("redis_url")
+    return kind, request.getfixturevalue("memcached_location")
+
+
+@pytest.fixture
+def fenced_config(backing: tuple[str, str], settings: Any) -> Iterator[dict[str, Any]]:
+    """CACHES with "default" = a FencedCache over the parametrized backend, flushed around the test."""
+    kind, location = backing
+    flush(kind, location)
+    settings.CACHES = fenced_caches(backing_config(kind, location))
+    yield settings.CACHES
+    caches["default"].close()
+    flush(kind, location)
+
+
+@pytest.fixture
+def fenced(fenced_config: dict[str, Any]) -> Any:
+    """The FencedCache over the parametrized backend."""
+    cache = caches["default"]
+    cache.reset_stats()
+    return cache

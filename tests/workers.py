@@ -1,0 +1,112 @@
+"""Code that runs in child processes (spawned, so each has its own Django and connections)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+import uuid
+from typing import Any
+
+CONTEXT = multiprocessing.get_context("spawn")
+
+
+def run_in_processes(processes: int, function: str, caches_config: dict[str, Any], timeout: float = 90,
+                     **kwargs: Any) -> list[dict[str, Any]]:
+    """Run ``function`` (a name in this module) in N spawned processes that start together."""
+    barrier = CONTEXT.Barrier(processes)
+    queue = CONTEXT.Queue()
+    children = [
+        CONTEXT.Process(target=_child, args=(function, json.dumps(caches_config), barrier, queue, kwargs))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        results = [queue.get(timeout=timeout) for _ in children]
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+    failures = [r["crash"] for r in results if "crash" in r]
+    assert not failures, failures[0]
+    return results
+
+
+def setup_django(caches_json: str) -> None:
+    os.environ["FENCE_TEST_CACHES"] = caches_json
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    import django
+
+    django.setup()
+
+
+def _child(function: str, caches_json: str, barrier: Any, queue: Any, kwargs: dict[str, Any]) -> None:
+    try:
+        setup_django(caches_json)
+        queue.put(globals()[function](barrier=barrier, **kwargs))
+    except BaseException:
+        queue.put({"crash": traceback.format_exc()})
+
+
+def hit_cold_key(barrier: Any, key: str, threads: int, compute_seconds: float, alias: str = "default",
+                 use_async: bool = False) -> dict[str, Any]:
+    """``threads`` threads of this process call get_or_set(key) at once; count the recomputes."""
+    from django.core.cache import caches
+
+    computed = []
+    lock = threading.Lock()
+
+    def compute() -> str:
+        with lock:
+            computed.append(1)
+        time.sleep(compute_seconds)
+        return f"value-{os.getpid()}-{uuid.uuid4().hex}"
+
+    values: list[Any] = []
+    errors: list[str] = []
+    latencies: list[float] = []
+    start = threading.Barrier(threads)
+
+    def call() -> None:
+        cache = caches[alias]
+        cache.get("warm-up")  # connect before the storm, not during it
+        start.wait()
+        began = time.monotonic()
+        try:
+            if use_async:
+                import asyncio
+
+                value = asyncio.run(cache.aget_or_set(key, compute, 300))
+            else:
+                value = cache.get_or_set(key, compute, 300)
+            values.append(value)
+        except Exception as exc:
+            errors.append(repr(exc))
+        latencies.append(time.monotonic() - began)
+
+    workers = [threading.Thread(target=call) for _ in range(threads)]
+    barrier.wait()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return {"recomputes": len(computed), "values": values, "errors": errors, "latencies": latencies}
+
+
+def hold_lock_forever(barrier: Any, key: str, started_path: str) -> dict[str, Any]:
+    """Lead a recompute that never ends: the parent SIGKILLs this process mid-recompute."""
+    from django.core.cache import caches
+
+    def compute() -> str:
+        with open(started_path, "w") as marker:
+            marker.write("started")
+        time.sleep(600)
+        return "never"
+
+    caches["default"].get_or_set(key, compute, 300)
+    return {}
