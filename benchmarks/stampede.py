@@ -505,6 +505,7 @@ def run_stampede_row(row: StampedeRow, servers: Servers, args: argparse.Namespac
 
 def run_hit_path(label: str, backing: dict[str, Any], servers: Servers, hits: int) -> tuple[list[str], str]:
     """One line of the hit-path table, and an error or a warning for below it."""
+    flush(servers)
     [report] = run_processes(hit_path_child, [(backing, servers, hits)], timeout=START_TIMEOUT + RUN_TIMEOUT)
     if "error" in report:
         return [label, "-", "-", "-", "-", "-", "error (below)"], report["error"]
@@ -550,6 +551,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run only rows whose name contains this, case-insensitive; repeatable; 'hit path' picks those",
     )
     args = parser.parse_args(argv)
+    names = [row.name for row in ROWS] + [name for name, _, _ in HIT_ROWS]
+    if args.only and not any(selected(name, args.only) for name in names):
+        parser.error(f"--only matches no row; the rows are: {', '.join(names)}")
     if args.processes < 1 or args.threads < 1 or args.hits < 0 or args.recompute_ms < 0:
         parser.error("--processes and --threads must be at least 1, --hits and --recompute-ms at least 0")
     return args
@@ -576,12 +580,17 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for row in rows:
             print(f"... {row.name}", file=sys.stderr, flush=True)
-            results.append(run_stampede_row(row, servers, args, ops_overhead))
+            try:
+                results.append(run_stampede_row(row, servers, args, ops_overhead))
+            except Exception as exc:  # e.g. a server died: report the row and go on with the next
+                results.append(RowResult(row.name, error=describe(exc)))
         hit_lines = []
         for name, label, backing in hit_rows:
             print(f"... {name}", file=sys.stderr, flush=True)
-            flush(servers)
-            hit_lines.append(run_hit_path(label, backing(servers), servers, args.hits))
+            try:
+                hit_lines.append(run_hit_path(label, backing(servers), servers, args.hits))
+            except Exception as exc:
+                hit_lines.append(([label, "-", "-", "-", "-", "-", "error (below)"], describe(exc)))
     if results:
         report_stampede(results, callers)
     if hit_lines:

@@ -213,6 +213,7 @@ class Fence:
             fresh = current is not MISSING and decide(current, self.clock(), self.opts, 1.0) is not Step.MISS
             if fresh and not _same_entry(current, seen):
                 return unwrap(current)
+            started = self.clock()
             try:
                 value, delta = self._run(key, compute)
             except Exception:
@@ -222,7 +223,7 @@ class Fence:
                 logger.error("fence %s: recompute of %s failed; serving the stale value", self.name, key,
                              exc_info=True)
                 return unwrap(seen)
-            self._store(key, value, timeout, delta, generation)
+            self._store(key, value, timeout, delta, generation, started)
             return value
         finally:
             try:
@@ -230,12 +231,17 @@ class Fence:
             except BackendUnavailable:
                 logger.warning("fence %s: could not release the lock of %s", self.name, key, exc_info=True)
 
-    def _store(self, key: Key, value: Any, timeout: float | None, delta: float, generation: int | None) -> None:
-        """Store a fresh envelope unless ``key`` was invalidated while we computed."""
+    def _store(self, key: Key, value: Any, timeout: float | None, delta: float, generation: int | None,
+               started: float) -> None:
+        """Store a fresh envelope unless ``key`` was invalidated, or stored anew, while we computed."""
         try:
-            _, generation_now = self.store.value_and_generation(key)
+            current, generation_now = self.store.value_and_generation(key)
             if generation_now != generation:
                 logger.debug("fence %s: %s was invalidated during its recompute; not storing", self.name, key)
+                return
+            if isinstance(current, Envelope) and current.stored_at > started:
+                # Our lease ran out and a successor stored a newer value: do not clobber it.
+                logger.debug("fence %s: %s was stored by a newer recompute; not storing", self.name, key)
                 return
             self.store.set(key, *self._envelope(value, timeout, delta))
         except BackendUnavailable:

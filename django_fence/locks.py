@@ -147,7 +147,7 @@ class MemcachedLock(CacheLock):
             if self.client.add(raw, value, _ttl(ttl)):
                 return True
             # A released lock is a tombstone until it expires; take it over by CAS.
-            current, cas = self.client.gets(raw)
+            current, cas = self._gets(raw)
             if current == TOMBSTONE and cas is not None:
                 return bool(self.client.cas(raw, value, cas, _ttl(ttl)))
             return False
@@ -155,7 +155,7 @@ class MemcachedLock(CacheLock):
     def release(self, key: Key, token: str) -> bool:
         raw = self._raw(key)
         with translated("lock release"):
-            current, cas = self.client.gets(raw)
+            current, cas = self._gets(raw)
             if cas is None or parse_lock_value(current)[0] != token:
                 return False
             # memcached has no compare-and-delete: CAS-replace with a short tombstone.
@@ -163,6 +163,10 @@ class MemcachedLock(CacheLock):
 
     def _read_lock(self, key: Key) -> Any:
         return self.client.get(self._raw(key))
+
+    def _gets(self, raw: str) -> tuple[Any, Any]:
+        found = self.client.gets(raw)  # pylibmc answers None for a missing key, pymemcache (None, None)
+        return (None, None) if found is None else found
 
 
 _RELEASE_SCRIPT = """

@@ -7,6 +7,7 @@ shared counters (atomic ``incr``) every ``STATS_INTERVAL`` seconds.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -49,15 +50,19 @@ class Stats:
                 return
             self._flusher_pid = os.getpid()
         threading.Thread(target=self._flush_forever, daemon=True, name="fence-stats").start()
+        atexit.register(self._flush_quietly)  # a process that exits keeps its last counts
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            logger.debug("fence stats: final flush failed", exc_info=True)
 
     def _flush_forever(self) -> None:
         while True:
             self._wake.wait(fence_settings().STATS_INTERVAL)
             self._wake.clear()
-            try:
-                self.flush()
-            except Exception:  # the stats must never take a request down; counts are retried
-                logger.debug("fence stats: flush failed", exc_info=True)
+            self._flush_quietly()  # the stats never take a request down; unwritten counts are retried
 
     def flush(self) -> None:
         """Add this process's pending counts to the shared counters."""
@@ -81,6 +86,11 @@ class Stats:
                 self._cache().incr(key, amount)
                 return
         raise RuntimeError(f"counter {key!r} kept disappearing")
+
+    def pending(self) -> dict[str, int]:
+        """This process's counts not yet added to the shared counters."""
+        with self._lock:
+            return dict(self._pending)
 
     def snapshot(self) -> dict[str, int]:
         """Every counter summed across processes (this process's pending counts included)."""

@@ -34,9 +34,7 @@ class Command(BaseCommand):
         if user_model._default_manager.filter(**lookup).exists():
             created = False
         else:
-            user_model._default_manager.create_superuser(
-                **lookup, email="admin@example.com", password=PASSWORD
-            )
+            user_model._default_manager.create_superuser(**lookup, email="admin@example.com", password=PASSWORD)
             created = True
         if verbosity == 0:
             return

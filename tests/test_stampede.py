@@ -1,0 +1,399 @@
+"""The fence's guarantees: one recompute, no lost waiters, early refresh, stale serving, invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.core.cache import caches
+
+from django_fence.engine import Envelope, FenceReentryError
+from django_fence.store import Key
+from tests.workers import run_in_processes
+
+pytestmark = pytest.mark.timeout(120)
+
+SERVER_BACKINGS = ["redis", "django_redis", "pylibmc", "pymemcache"]
+
+
+def in_threads(count: int, function: Callable[[], Any]) -> tuple[list[Any], list[BaseException], list[float]]:
+    """Run ``function`` in ``count`` threads released together; (results, errors, latencies)."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    latencies: list[float] = []
+    start = threading.Barrier(count)
+
+    def run() -> None:
+        start.wait()
+        began = time.monotonic()
+        try:
+            results.append(function())
+        except BaseException as exc:
+            errors.append(exc)
+        latencies.append(time.monotonic() - began)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors, latencies
+
+
+class Counter:
+    """A callable that counts its calls and takes ``seconds`` each time."""
+
+    def __init__(self, seconds: float = 0.0, value: Any = None) -> None:
+        self.calls = 0
+        self.seconds = seconds
+        self.value = value
+        self.lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        time.sleep(self.seconds)
+        return self.value if self.value is not None else f"value-{call}"
+
+
+def store_envelope(cache: Any, key: str, value: Any, soft_in: float, delta: float, hard: float = 300) -> None:
+    now = time.time()
+    caches["backing"].set(key, Envelope(value, now + soft_in, delta, now), hard)
+
+
+# -- one recompute -----------------------------------------------------------------------------------
+
+
+def test_get_or_set_recomputes_once_when_many_threads_miss(fenced: Any) -> None:
+    compute = Counter(0.2)
+    results, errors, _ = in_threads(50, lambda: fenced.get_or_set("hot", compute, 60))
+    assert errors == []
+    assert compute.calls == 1
+    assert results == ["value-1"] * 50
+
+
+@pytest.mark.parametrize("backing", SERVER_BACKINGS, indirect=True)
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_get_or_set_recomputes_once_when_many_processes_miss(fenced_config: Any, use_async: bool) -> None:
+    results = run_in_processes(4, "hit_cold_key", fenced_config, key="cold", threads=25, compute_seconds=0.2,
+                               use_async=use_async)
+    assert [r["errors"] for r in results] == [[]] * 4
+    assert sum(r["recomputes"] for r in results) == 1
+    values = {v for r in results for v in r["values"]}
+    assert len(values) == 1 and len([v for r in results for v in r["values"]]) == 100
+
+
+def test_sync_and_async_callers_of_one_key_share_one_computation(fenced: Any) -> None:
+    compute = Counter(0.3)
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*[fenced.aget_or_set("shared", compute, 60) for _ in range(20)])
+
+    sync_results: list[Any] = []
+    thread = threading.Thread(target=lambda: sync_results.append(fenced.get_or_set("shared", compute, 60)))
+    thread.start()
+    time.sleep(0.05)
+    async_results = asyncio.run(many())
+    thread.join()
+    assert compute.calls == 1
+    assert set(async_results) | set(sync_results) == {"value-1"}
+
+
+def test_aget_or_set_does_not_block_the_event_loop(fenced: Any) -> None:
+    async def scenario() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await asyncio.gather(*[fenced.aget_or_set("slow", Counter(0.5), 60) for _ in range(10)])
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(scenario()) >= 20  # the loop kept ticking while the value was computed
+
+
+# -- waiters ---------------------------------------------------------------------------------------
+
+
+def _server_commands(kind: str, location: str) -> int:
+    if kind in ("redis", "django_redis"):
+        import redis
+
+        client = redis.Redis.from_url(location)
+        try:
+            return int(client.info("stats")["total_commands_processed"])
+        finally:
+            client.close()
+    from pymemcache.client.base import Client
+
+    host, port = location.split(":")
+    client = Client((host, int(port)))
+    try:
+        stats = client.stats()
+        return sum(int(stats.get(name, 0)) for name in (b"cmd_get", b"cmd_set", b"cmd_touch", b"cmd_flush"))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("backing", SERVER_BACKINGS, indirect=True)
+def test_waiters_send_a_constant_number_of_commands(fenced_config: Any, backing: tuple[str, str]) -> None:
+    """cashews #333: waiters must not poll the server for the whole recompute."""
+    before = _server_commands(*backing)
+    results = run_in_processes(4, "hit_cold_key", fenced_config, key="slow", threads=25, compute_seconds=1.5)
+    commands = _server_commands(*backing) - before
+    assert sum(r["recomputes"] for r in results) == 1
+    # Warm-up gets (100) and spawn-time setup aside, each waiter costs O(1) commands.
+    assert commands / 100 < 6, commands
+
+
+@pytest.mark.parametrize("backing", ["redis", "django_redis", "pylibmc"], indirect=True)
+def test_waiters_return_soon_after_the_value_lands(fenced_config: Any) -> None:
+    results = run_in_processes(2, "hit_cold_key", fenced_config, key="lands", threads=10, compute_seconds=0.5)
+    latencies = sorted(latency for r in results for latency in r["latencies"])
+    assert sum(r["recomputes"] for r in results) == 1
+    # Every caller is done within a few polling intervals of the leader (nginx re-checks every 500 ms).
+    assert latencies[-1] - latencies[0] < 0.25, latencies
+
+
+def test_waiter_takes_over_at_wait_timeout(fenced: Any, settings: Any) -> None:
+    settings.CACHES["default"]["OPTIONS"].update({"WAIT_TIMEOUT": 0.5, "LOCK_TIMEOUT": 30})
+    settings.CACHES = dict(settings.CACHES)
+    fenced = caches["default"]
+    fence = fenced._fence()
+    key = fenced._key("held")
+    assert fence.lock.acquire(key, "someone-else", 30, time.time() + 60)
+    began = time.monotonic()
+    assert fenced.get_or_set("held", lambda: "mine", 60) == "mine"
+    assert 0.5 <= time.monotonic() - began < 2.0
+    assert fence.lock.release(key, "someone-else")
+
+
+# -- locks -------------------------------------------------------------------------------------------
+
+
+def test_lock_release_is_compare_and_delete(fenced: Any) -> None:
+    lock = fenced._fence().lock
+    key = Key(f"lock-{uuid.uuid4().hex}")
+    assert lock.acquire(key, "a", 1, time.time())
+    assert not lock.acquire(key, "b", 1, time.time())
+    assert lock.release(key, "b") is False  # not the owner: a no-op
+    assert not lock.acquire(key, "c", 1, time.time())
+    time.sleep(2.1)  # the lease of "a" runs out; "b" takes it over
+    assert lock.acquire(key, "b", 5, time.time())
+    assert lock.release(key, "a") is False  # the late owner deletes nothing
+    assert not lock.acquire(key, "c", 5, time.time())
+    assert lock.release(key, "b") is True
+    assert lock.acquire(key, "c", 5, time.time())
+    assert lock.release(key, "c") is True
+
+
+@pytest.mark.parametrize("backing", SERVER_BACKINGS, indirect=True)
+def test_crashed_leader_is_taken_over_within_lock_timeout(fenced_config: Any, tmp_path: Any) -> None:
+    """dogpile.cache #261: a leader SIGKILLed mid-recompute must not leave its lock forever."""
+    import json
+    import os
+    import signal
+
+    from tests.workers import CONTEXT, _child
+
+    fenced_config["default"]["OPTIONS"].update({"LOCK_TIMEOUT": 2, "WAIT_TIMEOUT": 10})
+    marker = tmp_path / "started"
+    queue, barrier = CONTEXT.Queue(), CONTEXT.Barrier(1)  # kept referenced until the child has them
+    arguments = {"key": "crash", "started_path": str(marker)}
+    leader = CONTEXT.Process(target=_child, args=("hold_lock_forever", json.dumps(fenced_config), barrier, queue,
+                                                  arguments))
+    leader.start()
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and leader.is_alive()
+        time.sleep(0.01)
+    os.kill(leader.pid or 0, signal.SIGKILL)
+    leader.join()
+    killed_at = time.monotonic()
+    results = run_in_processes(2, "hit_cold_key", fenced_config, key="crash", threads=5, compute_seconds=0.1)
+    assert sum(r["recomputes"] for r in results) == 1
+    assert time.monotonic() - killed_at < 2 + 1 + 5  # lease + a quarter-lease check + spawn time
+
+
+# -- failures of the callable ------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def test_callable_exception_reaches_every_waiter_and_releases_the_lock(fenced: Any) -> None:
+    calls = Counter()
+
+    def explode() -> None:
+        calls()
+        time.sleep(0.2)
+        raise Boom("no")
+
+    results, errors, _ = in_threads(10, lambda: fenced.get_or_set("boom", explode, 60))
+    assert results == []
+    assert len(errors) == 10 and all(type(e) is Boom for e in errors)
+    assert calls.calls == 1
+    assert fenced.get_or_set("boom", lambda: "recovered", 60) == "recovered"  # the lock was released
+
+
+def test_callable_exception_serves_the_stale_value(fenced: Any, caplog: Any) -> None:
+    store_envelope(fenced, "stale", "old", soft_in=-1, delta=0.1)
+
+    def explode() -> None:
+        raise Boom("no")
+
+    assert fenced.get_or_set("stale", explode, 60) == "old"
+    assert "recompute of stale failed" in caplog.text
+    assert fenced._stats().pending()["errors"] == 1
+
+
+def test_unpicklable_value_gives_a_clear_error_and_leaves_no_lock(fenced: Any) -> None:
+    with pytest.raises((TypeError, AttributeError, Exception), match="pickle"):
+        fenced.get_or_set("unpicklable", threading.Lock, 60)
+    lock = fenced._fence().lock
+    key = fenced._key("unpicklable")
+    assert lock.acquire(key, "next", 5, time.time())
+    lock.release(key, "next")
+
+
+def test_recompute_that_reads_its_own_key_raises_instead_of_hanging(fenced: Any) -> None:
+    def recursive() -> Any:
+        return fenced.get_or_set("self", recursive, 60)
+
+    with pytest.raises(FenceReentryError):
+        fenced.get_or_set("self", recursive, 60)
+
+    async def arecursive() -> Any:
+        return await fenced.aget_or_set("aself", arecursive, 60)
+
+    with pytest.raises(FenceReentryError):
+        asyncio.run(fenced.aget_or_set("aself", arecursive, 60))
+
+
+def test_cancelled_waiter_does_not_stop_the_leader(fenced: Any) -> None:
+    compute = Counter(0.3)
+
+    async def scenario() -> list[Any]:
+        leader = asyncio.create_task(fenced.aget_or_set("cancel", compute, 60))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(fenced.aget_or_set("cancel", compute, 60))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        return [await leader, waiter.cancelled()]
+
+    assert asyncio.run(scenario()) == ["value-1", True]
+    assert compute.calls == 1
+
+
+def test_cancelled_leader_lets_the_computation_finish_for_the_others(fenced: Any) -> None:
+    compute = Counter(0.3)
+
+    async def scenario() -> Any:
+        leader = asyncio.create_task(fenced.aget_or_set("cancel-leader", compute, 60))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(fenced.aget_or_set("cancel-leader", compute, 60))
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        return await waiter
+
+    assert asyncio.run(scenario()) == "value-1"
+    assert compute.calls == 1
+
+
+# -- early refresh, stale serving, invalidation --------------------------------------------------------
+
+
+def test_xfetch_refreshes_once_while_the_others_get_the_current_value(fenced: Any) -> None:
+    store_envelope(fenced, "near", "current", soft_in=1.0, delta=1000)  # XFetch picks nearly every caller
+    compute = Counter(0.5)
+    results, errors, latencies = in_threads(20, lambda: fenced.get_or_set("near", compute, 60))
+    assert errors == [] and compute.calls == 1
+    assert sorted(results) == ["current"] * 19 + ["value-1"]
+    assert sorted(latencies)[-2] < 0.4  # nobody but the refresher waited for the recompute
+    assert fenced.get("near") == "value-1"
+
+
+def test_xfetch_leaves_fresh_values_alone(fenced: Any) -> None:
+    store_envelope(fenced, "fresh", "current", soft_in=3600, delta=0.01)
+    compute = Counter()
+    assert [fenced.get_or_set("fresh", compute, 60) for _ in range(100)] == ["current"] * 100
+    assert compute.calls == 0
+
+
+def test_stale_value_is_served_at_once_while_one_caller_refreshes(fenced: Any) -> None:
+    store_envelope(fenced, "stale", "old", soft_in=-5, delta=0.1)
+    compute = Counter(0.5)
+    results, errors, latencies = in_threads(20, lambda: fenced.get_or_set("stale", compute, 60))
+    assert errors == [] and compute.calls == 1
+    assert sorted(results) == ["old"] * 19 + ["value-1"]
+    assert sorted(latencies)[-2] < 0.4
+
+
+def test_grace_zero_makes_callers_wait_for_the_new_value(fenced: Any, settings: Any) -> None:
+    settings.CACHES["default"]["OPTIONS"]["GRACE"] = 0
+    settings.CACHES = dict(settings.CACHES)
+    fenced = caches["default"]
+    store_envelope(fenced, "nograce", "old", soft_in=-1, delta=0.1)
+    compute = Counter(0.3)
+    results, errors, _ = in_threads(10, lambda: fenced.get_or_set("nograce", compute, 60))
+    assert errors == [] and compute.calls == 1
+    assert results == ["value-1"] * 10
+
+
+def test_mark_stale_refreshes_once_and_readers_keep_the_old_value(fenced: Any) -> None:
+    assert fenced.get_or_set("soft", lambda: "old", 60) == "old"
+    assert fenced.mark_stale("soft") is True
+    assert fenced.get("soft") == "old"
+    compute = Counter(0.3)
+    results, errors, _ = in_threads(10, lambda: fenced.get_or_set("soft", compute, 60))
+    assert errors == [] and compute.calls == 1
+    assert sorted(results) == ["old"] * 9 + ["value-1"]
+    assert fenced.mark_stale("absent") is False
+    assert asyncio.run(fenced.amark_stale("soft")) is True
+
+
+@pytest.mark.parametrize("invalidate", ["delete", "mark_stale"])
+def test_recompute_running_during_an_invalidation_is_not_stored(fenced: Any, invalidate: str) -> None:
+    """cacheops #302: a write after an invalidation must not bring the old data back as fresh."""
+    store_envelope(fenced, "inval", "old", soft_in=-1, delta=0.1)  # stale: the next read refreshes
+    started, finish = threading.Event(), threading.Event()
+
+    def compute() -> str:
+        started.set()
+        finish.wait(10)
+        return "computed-before-invalidation"
+
+    worker = threading.Thread(target=lambda: fenced.get_or_set("inval", compute, 60))
+    worker.start()
+    assert started.wait(10)
+    getattr(fenced, invalidate)("inval")
+    finish.set()
+    worker.join(10)
+    expected = None if invalidate == "delete" else "old"
+    assert fenced.get("inval") == expected
+
+
+# -- stats -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backing", ["redis", "pymemcache"], indirect=True)
+def test_stats_are_summed_across_processes(fenced_config: Any) -> None:
+    caches["default"].reset_stats()
+    run_in_processes(3, "hit_cold_key", fenced_config, key="counted", threads=4, compute_seconds=0.1)
+    stats = caches["default"].stats()
+    assert stats["recomputes"] == 1
+    assert stats["misses"] + stats["lock_waits"] + stats["hits"] == 12
+    assert set(stats) == {"hits", "misses", "stale_served", "early_refreshes", "recomputes", "lock_waits",
+                          "wait_timeouts", "errors"}
