@@ -35,6 +35,7 @@ class Stats:
         self.prefix = f"fence-stats:{alias}:"
         self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._flusher_pid: int | None = None
 
@@ -65,17 +66,18 @@ class Stats:
             self._flush_quietly()  # the stats never take a request down; unwritten counts are retried
 
     def flush(self) -> None:
-        """Add this process's pending counts to the shared counters."""
-        with self._lock:
-            pending, self._pending = self._pending, Counter()
-        try:
-            for name, amount in pending.items():
-                if amount:
-                    self._incr(self.prefix + name, amount)
-                    pending[name] = 0
-        finally:
-            with self._lock:  # what could not be written is kept for the next flush
-                self._pending.update(+pending)
+        """Add this process's pending counts to the shared counters.
+
+        A count leaves ``pending`` only once the server has it, so a failed
+        flush loses nothing and ``pending()`` never under-reports.
+        """
+        with self._flush_lock:
+            with self._lock:
+                todo = +self._pending
+            for name, amount in todo.items():
+                self._incr(self.prefix + name, amount)
+                with self._lock:
+                    self._pending[name] -= amount
 
     def _incr(self, key: str, amount: int) -> None:
         # add-then-incr: a missing counter is created at 0 first, and a counter
@@ -83,14 +85,17 @@ class Stats:
         for _ in range(3):
             self._cache().add(key, 0, None)
             with contextlib.suppress(ValueError):
-                self._cache().incr(key, amount)
-                return
+                total = self._cache().incr(key, amount)
+                # pymemcache's HashClient answers False, not an error, while it deems a server dead.
+                if type(total) is int:
+                    return
+                raise RuntimeError(f"counter {key!r}: the server did not count ({total!r})")
         raise RuntimeError(f"counter {key!r} kept disappearing")
 
     def pending(self) -> dict[str, int]:
         """This process's counts not yet added to the shared counters."""
         with self._lock:
-            return dict(self._pending)
+            return dict(+self._pending)
 
     def snapshot(self) -> dict[str, int]:
         """Every counter summed across processes (this process's pending counts included)."""

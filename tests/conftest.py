@@ -67,7 +67,8 @@ def backing_config(kind: str, location: str, timeout: float = 2.0) -> dict[str, 
         ms = int(timeout * 1000)
         return {"BACKEND": "django.core.cache.backends.memcached.PyLibMCCache", "LOCATION": location,
                 "OPTIONS": {"behaviors": {"connect_timeout": ms, "receive_timeout": ms * 1000,
-                                          "send_timeout": ms * 1000, "retry_timeout": 1}}}
+                                          "send_timeout": ms * 1000, "_poll_timeout": ms,
+                                          "retry_timeout": 1}}}
     if kind == "pymemcache":
         return {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache", "LOCATION": location,
                 "OPTIONS": {"connect_timeout": timeout, "timeout": timeout, "retry_attempts": 1,
