@@ -241,7 +241,8 @@ class FencedCache(BaseCache):
         self.inner.clear()
 
     def close(self, **kwargs: Any) -> None:
-        self.inner.close(**kwargs)
+        if self.target in caches.settings:  # Django closes every cache, even a misconfigured one
+            self.inner.close(**kwargs)
 
     # -- async twins: one worker-thread hop each, never the single thread-sensitive executor ----
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:

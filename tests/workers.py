@@ -110,3 +110,39 @@ def hold_lock_forever(barrier: Any, key: str, started_path: str) -> dict[str, An
 
     caches["default"].get_or_set(key, compute, 300)
     return {}
+
+
+def steady_traffic(barrier: Any, key: str, threads: int, seconds: float, ttl: float,
+                   compute_seconds: float) -> dict[str, Any]:
+    """Threads read ``key`` in a loop for ``seconds``; the value expires every ``ttl`` seconds."""
+    from django.core.cache import caches
+
+    computed: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def compute() -> float:
+        began = time.time()
+        time.sleep(compute_seconds)
+        with lock:
+            computed.append((began, time.time()))
+        return began
+
+    slow: list[float] = []
+    barrier.wait()
+    stop = time.monotonic() + seconds
+
+    def loop() -> None:
+        cache = caches["default"]
+        while time.monotonic() < stop:
+            began = time.monotonic()
+            cache.get_or_set(key, compute, ttl)
+            if time.monotonic() - began > compute_seconds / 2:
+                slow.append(time.monotonic() - began)
+            time.sleep(0.005)
+
+    workers = [threading.Thread(target=loop) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return {"computed": computed, "slow": slow}

@@ -1,0 +1,98 @@
+"""System checks of FencedCache entries: every id, its exact message and hint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, Warning
+from django.core.checks.registry import registry
+
+from django_fence.checks import check_fenced_caches
+
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+FENCED = "django_fence.backends.FencedCache"
+
+
+def fenced(location: str, **options: Any) -> dict[str, Any]:
+    return {"BACKEND": FENCED, "LOCATION": location, "OPTIONS": options}
+
+
+def test_valid_configuration_passes(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing", BETA=1.0, GRACE=0)}
+    assert check_fenced_caches() == []
+
+
+def test_checks_are_registered_under_the_caches_tag(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere")}
+    messages = registry.run_checks(tags=["caches"])
+    assert [m.id for m in messages if m.id and m.id.startswith("django_fence")] == ["django_fence.E001"]
+
+
+def test_location_naming_no_alias(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere")}
+    assert check_fenced_caches() == [
+        Error("FencedCache 'default' wraps 'nowhere', which is not in CACHES.",
+              hint="Set LOCATION to the alias of the cache to wrap, e.g. 'backing'.",
+              obj="CACHES['default']", id="django_fence.E001"),
+    ]  # fmt: skip
+
+
+def test_location_naming_itself(settings: Any) -> None:
+    settings.CACHES = {"default": fenced("default")}
+    assert check_fenced_caches() == [
+        Error("FencedCache 'default' wraps itself.",
+              hint="Point LOCATION at another alias, one with a real backend.",
+              obj="CACHES['default']", id="django_fence.E002"),
+    ]  # fmt: skip
+
+
+def test_location_naming_another_fenced_cache(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "inner": fenced("backing"), "default": fenced("inner")}
+    assert check_fenced_caches() == [
+        Error("FencedCache 'default' wraps 'inner', which is another FencedCache.",
+              hint="Point LOCATION at the alias that 'inner' wraps.",
+              obj="CACHES['default']", id="django_fence.E003"),
+    ]  # fmt: skip
+
+
+def test_options_of_the_wrong_type_or_range(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM,
+                       "default": fenced("backing", BETA="1", LOCK_TIMEOUT=0, GRACE=-1, WAIT_TIMEOUT=True, BOGUS=1)}
+    hint = "See the OPTIONS table in django-fence's README."
+    problems = [
+        "OPTIONS['BETA'] must be a number, not str.",
+        "OPTIONS['LOCK_TIMEOUT'] must be a finite number > 0, got 0.",
+        "OPTIONS['GRACE'] must be a finite number >= 0, got -1.",
+        "OPTIONS['WAIT_TIMEOUT'] must be a number, not bool.",
+        "OPTIONS has an unknown key 'BOGUS'; the known keys are BETA, LOCK_TIMEOUT, WAIT_TIMEOUT, GRACE, "
+        "CHECK_INTERVAL.",
+    ]
+    assert check_fenced_caches() == [
+        Error(f"FencedCache 'default': {problem}", hint=hint, obj="CACHES['default']", id="django_fence.E004")
+        for problem in problems
+    ]
+
+
+def test_options_that_are_not_a_dict(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": {"BACKEND": FENCED, "LOCATION": "backing", "OPTIONS": [1]}}
+    assert [m.msg for m in check_fenced_caches()] == ["FencedCache 'default': OPTIONS must be a dict, not list."]
+
+
+def test_lock_timeout_shorter_than_wait_timeout_warns(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing", LOCK_TIMEOUT=2, WAIT_TIMEOUT=5)}
+    assert check_fenced_caches() == [
+        Warning("FencedCache 'default': LOCK_TIMEOUT (2) is shorter than WAIT_TIMEOUT (5).",
+                hint="A lock that expires before the waiters give up lets a second caller recompute; "
+                "make LOCK_TIMEOUT at least WAIT_TIMEOUT.",
+                obj="CACHES['default']", id="django_fence.W001"),
+    ]  # fmt: skip
+
+
+def test_backend_refuses_invalid_options_when_used(settings: Any) -> None:
+    import pytest
+    from django.core.cache import caches
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing", BETA=-1)}
+    with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['BETA'\] must be a finite number >= 0, got -1"):
+        caches["default"]
