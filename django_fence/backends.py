@@ -88,8 +88,8 @@ class FencedCache(BaseCache):
             raise ImproperlyConfigured(f"FencedCache {self.alias!r} wraps {self.target!r}, another FencedCache.")
         return inner
 
-    def _fence(self) -> Fence:
-        inner = self.inner
+    def _fence(self, inner: BaseCache | None = None) -> Fence:
+        inner = inner or self.inner
         fence: Fence | None = getattr(self._local, "fence", None)
         if fence is None or fence.store.cache is not inner:  # type: ignore[attr-defined]
             fence = Fence(self.alias, CacheStore(inner), lock_for(inner, self.options.check_interval),
@@ -105,14 +105,14 @@ class FencedCache(BaseCache):
                 self._shared.stats = Stats(lambda: caches[target], self.alias)
             return self._shared.stats
 
-    def _key(self, key: Any, version: int | None = None) -> Key:
+    def _key(self, key: Any, version: int | None = None, inner: BaseCache | None = None) -> Key:
         """The key as the wrapped cache gets it; hashed where the wrapped cache would refuse it."""
         name = str(key)
         if self._namespaced:
             name, version = self.make_key(key, version), None
         # Hash what memcached would refuse (> 250 bytes with our longest suffix, spaces, control
         # characters), whatever the backend, so a key maps the same way on every backend.
-        full = self.inner.make_key(name + LONGEST_SUFFIX, version)
+        full = (inner or self.inner).make_key(name + LONGEST_SUFFIX, version)
         if len(full.encode()) > MEMCACHE_MAX_KEY_LENGTH or REFUSED_CHARACTERS.search(full):
             name = HASHED_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return Key(name, version)
@@ -130,7 +130,8 @@ class FencedCache(BaseCache):
         ttl = self._timeout(timeout)
         if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
             return compute()
-        return self._fence().get_or_set(self._key(key, version), compute, ttl)
+        inner = self.inner
+        return self._fence(inner).get_or_set(self._key(key, version, inner), compute, ttl)
 
     async def aget_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT,
                           version: int | None = None) -> Any:
@@ -154,7 +155,7 @@ class FencedCache(BaseCache):
         if entry is MISSING:
             return False
         now = self._fence().clock()
-        delta = entry.delta if isinstance(entry, Envelope) else 0.0
+        delta = entry.delta if type(entry) is Envelope else 0.0
         stale = Envelope(unwrap(entry), now, delta, now)
         store.set(fenced_key, stale, self.options.grace + self.options.wait_timeout)
         return True

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import dataclasses
 import enum
 import inspect
 import logging
@@ -26,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .conf import FenceOptions
 from .exceptions import BackendUnavailable
@@ -36,9 +35,12 @@ from .store import MISSING, Key
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Envelope:
-    """What ``get_or_set`` stores: the value and what XFetch needs, in ONE entry."""
+class Envelope(NamedTuple):
+    """What ``get_or_set`` stores: the value and what XFetch needs, in ONE entry.
+
+    A NamedTuple, not a dataclass: it unpickles through its constructor, while a
+    frozen dataclass's ``__setstate__`` costs microseconds on every cache hit.
+    """
 
     value: Any
     #: Wall-clock time after which the value is stale (inf: never).
@@ -60,8 +62,8 @@ def decide(entry: Any, now: float, opts: FenceOptions, draw: float) -> Step:
     """What to do with what the cache returned. ``draw`` is uniform in (0, 1]."""
     if entry is MISSING:
         return Step.MISS
-    if not isinstance(entry, Envelope):
-        return Step.HIT  # a plain value written by set() or through the bare alias
+    if type(entry) is not Envelope:
+        return Step.HIT  # a plain value written by set() or through the bare alias (even a tuple)
     if now >= entry.soft_expiry:
         return Step.STALE if now < entry.soft_expiry + opts.grace else Step.MISS
     if opts.beta and entry.delta and now - entry.delta * opts.beta * math.log(draw) >= entry.soft_expiry:
@@ -71,13 +73,13 @@ def decide(entry: Any, now: float, opts: FenceOptions, draw: float) -> Step:
 
 def _same_entry(a: Any, b: Any) -> bool:
     """Whether two reads saw the same write (compared by identity, never by value)."""
-    if isinstance(a, Envelope) and isinstance(b, Envelope):
+    if type(a) is Envelope and type(b) is Envelope:
         return a.stored_at == b.stored_at and a.soft_expiry == b.soft_expiry
     return a is b
 
 
 def unwrap(entry: Any) -> Any:
-    return entry.value if isinstance(entry, Envelope) else entry
+    return entry.value if type(entry) is Envelope else entry
 
 
 class FenceReentryError(RuntimeError):
@@ -186,7 +188,7 @@ class Fence:
     def _lock_and_compute(self, key: Key, compute: Callable[[], Any], timeout: float | None,
                           entry: Any, step: Step) -> Any:
         deadline = time.monotonic() + self.opts.wait_timeout
-        previous = entry if isinstance(entry, Envelope) else None
+        previous = entry if type(entry) is Envelope else None
         with self.lock.watch(key) as watch:
             while True:
                 token = uuid.uuid4().hex
@@ -239,7 +241,7 @@ class Fence:
             if generation_now != generation:
                 logger.debug("fence %s: %s was invalidated during its recompute; not storing", self.name, key)
                 return
-            if isinstance(current, Envelope) and current.stored_at > started:
+            if type(current) is Envelope and current.stored_at > started:
                 # Our lease ran out and a successor stored a newer value: do not clobber it.
                 logger.debug("fence %s: %s was stored by a newer recompute; not storing", self.name, key)
                 return

@@ -42,13 +42,18 @@ def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseExce
     return tuple(unavailable), tuple(caller)
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a client's exception means the server could not be reached."""
+    unavailable, caller = _error_types()
+    return isinstance(exc, unavailable) and not isinstance(exc, caller)
+
+
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
     """Re-raise the wrapped client's "server unavailable" errors as BackendUnavailable."""
-    unavailable, caller = _error_types()
     try:
         yield
-    except caller:
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc
         raise
-    except unavailable as exc:
-        raise BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") from exc

@@ -57,7 +57,7 @@ def assert_fails_open(caplog: Any, budget: float) -> None:
 
 def test_get_or_set_fails_open_when_the_server_is_stopped(own_server: tuple[str, servers.Server],
                                                           caplog: Any) -> None:
-    kind, server = own_server
+    _kind, server = own_server
     fenced = caches["default"]
     fenced.set("warm", 1)  # connected before the server goes away
     server.stop()
@@ -77,7 +77,7 @@ def test_async_get_or_set_fails_open(own_server: tuple[str, servers.Server]) -> 
 
 
 def test_fence_recovers_when_the_server_comes_back(own_server: tuple[str, servers.Server]) -> None:
-    kind, server = own_server
+    _kind, server = own_server
     fenced = caches["default"]
     server.stop()
     assert fenced.get_or_set("k", lambda: "down", 60) == "down"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from typing import Any
@@ -147,7 +148,7 @@ def test_one_recompute_per_refresh_cycle_under_steady_traffic(fenced_config: Any
                                ttl=1, compute_seconds=0.1)
     computed = sorted(tuple(span) for r in results for span in r["computed"])
     # Every refresh goes through the lock: no two recomputes ever overlap, across processes ...
-    overlaps = [(a, b) for a, b in zip(computed, computed[1:], strict=False) if b[0] < a[1]]
+    overlaps = [(a, b) for a, b in itertools.pairwise(computed) if b[0] < a[1]]
     assert overlaps == []
     # (under heavy reads XFetch refreshes about delta * ln(reads per delta) early, so cycles are < ttl).
     assert 3 <= len(computed) <= 12, computed
@@ -164,7 +165,7 @@ def test_no_lock_key_outlives_its_recompute(fenced: Any, redis_url: str) -> None
     import redis
 
     for index in range(50):
-        fenced.get_or_set(f"leak-{index}", lambda: index, 60)
+        fenced.get_or_set(f"leak-{index}", lambda i=index: i, 60)
         fenced.delete(f"leak-{index}")
     client = redis.Redis.from_url(redis_url)
     assert client.keys(f"*{LOCK_SUFFIX}*") == []
@@ -192,7 +193,7 @@ def test_memcached_lock_tombstones_expire(fenced: Any) -> None:
 def test_derived_keys_fit_memcached(fenced: Any, length: int) -> None:
     key = "x" * length
     compute = Counter(0.2)
-    results, errors, _ = in_threads(5, lambda: fenced.get_or_set(key, compute, 60))
+    _results, errors, _ = in_threads(5, lambda: fenced.get_or_set(key, compute, 60))
     assert errors == [] and compute.calls == 1
     fenced.delete(key)
     fenced.mark_stale(key)
