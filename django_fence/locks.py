@@ -66,6 +66,8 @@ class Watch:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.checks = 0
+        #: When the holder expected to finish (or when we began waiting), for pacing checks.
+        self.since = 0.0
 
     def notified(self) -> bool:
         return self.event.is_set()
@@ -114,16 +116,19 @@ class CacheLock:
     def wait(self, key: Key, watch: Watch, timeout: float) -> None:
         """Sleep until the next moment worth checking the value (at most ``timeout``).
 
-        The first call reads when the holder expects to finish and sleeps until
-        then; later calls sleep a short interval that doubles up to
-        MAX_CHECK_INTERVAL, so a long recompute costs O(log) checks, not one
-        every few milliseconds (cashews #333).
+        The first call reads when the holder expects to finish (its last
+        measured recompute time) and sleeps until then. After that, the pause
+        is a quarter of how late the holder is, between CHECK_INTERVAL and
+        MAX_CHECK_INTERVAL: a waiter notices the value within ~25% of its
+        wait, and a long recompute costs O(log) checks, not one every few
+        milliseconds (cashews #333).
         """
+        now = time.time()
         if watch.checks == 0:
-            end = self.expected_end(key)
-            pause = (end - time.time()) if end is not None else self.check_interval
+            watch.since = self.expected_end(key) or now
+            pause = max(watch.since - now, self.check_interval)
         else:
-            pause = min(self.check_interval * 2 ** (watch.checks - 1), MAX_CHECK_INTERVAL)
+            pause = min(max((now - watch.since) / 4, self.check_interval), MAX_CHECK_INTERVAL)
         watch.checks += 1
         time.sleep(max(0.0, min(pause, timeout)))
 
