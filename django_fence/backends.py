@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import logging
 import re
 import threading
@@ -20,9 +21,10 @@ from typing import Any
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
 
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Envelope, Fence, Flights, unwrap
+from .engine import Envelope, Fence, Flights, aget_or_set, off_loop, unwrap
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
 from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key
@@ -141,7 +143,7 @@ class FencedCache(BaseCache):
         if ttl is not None and ttl <= 0:
             result = compute()
             return await result if asyncio.iscoroutine(result) else result
-        return await self._fence().aget_or_set(self._key(key, version), compute, ttl)
+        return await aget_or_set(self._fence, self._shared.flights, self._key(key, version), _in_worker(compute), ttl)
 
     def mark_stale(self, key: Any, version: int | None = None) -> bool:
         """Soft invalidation: the next read refreshes once while the others get the old value.
@@ -161,14 +163,14 @@ class FencedCache(BaseCache):
         return True
 
     async def amark_stale(self, key: Any, version: int | None = None) -> bool:
-        return await asyncio.to_thread(self.mark_stale, key, version)
+        return bool(await off_loop(self.mark_stale, key, version))
 
     def stats(self) -> dict[str, int]:
         """The fence's counters for this alias, summed across every process."""
         return self._stats().snapshot()
 
     async def astats(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.stats)
+        return dict(await off_loop(self.stats))
 
     def reset_stats(self) -> None:
         self._stats().reset()
@@ -247,47 +249,58 @@ class FencedCache(BaseCache):
 
     # -- async twins: one worker-thread hop each, never the single thread-sensitive executor ----
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        return await _off_loop(self.get, key, default, version)
+        return await off_loop(self.get, key, default, version)
 
     async def aset(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        await _off_loop(self.set, key, value, timeout, version)
+        await off_loop(self.set, key, value, timeout, version)
 
     async def aadd(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        return bool(await _off_loop(self.add, key, value, timeout, version))
+        return bool(await off_loop(self.add, key, value, timeout, version))
 
     async def atouch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        return bool(await _off_loop(self.touch, key, timeout, version))
+        return bool(await off_loop(self.touch, key, timeout, version))
 
     async def adelete(self, key: Any, version: int | None = None) -> bool:
-        return bool(await _off_loop(self.delete, key, version))
+        return bool(await off_loop(self.delete, key, version))
 
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
-        return bool(await _off_loop(self.has_key, key, version))
+        return bool(await off_loop(self.has_key, key, version))
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return int(await _off_loop(self.incr, key, delta, version))
+        return int(await off_loop(self.incr, key, delta, version))
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        return int(await _off_loop(self.decr, key, delta, version))
+        return int(await off_loop(self.decr, key, delta, version))
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        return dict(await _off_loop(self.get_many, list(keys), version))
+        return dict(await off_loop(self.get_many, list(keys), version))
 
     async def aset_many(self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT,
                         version: int | None = None) -> list[Any]:
-        return list(await _off_loop(self.set_many, data, timeout, version))
+        return list(await off_loop(self.set_many, data, timeout, version))
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        await _off_loop(self.delete_many, list(keys), version)
+        await off_loop(self.delete_many, list(keys), version)
 
     async def aclear(self) -> None:
-        await _off_loop(self.clear)
+        await off_loop(self.clear)
 
     async def aclose(self, **kwargs: Any) -> None:
-        await _off_loop(lambda: self.close(**kwargs))
+        await off_loop(lambda: self.close(**kwargs))
 
 
-async def _off_loop(function: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking cache call in a worker thread, which uses its own cache instance."""
-    return await asyncio.to_thread(function, *args)
+def _in_worker(compute: Callable[[], Any]) -> Callable[[], Any]:
+    """A sync callable run from async code: it runs in a fence worker thread, so give it the
+    connection hygiene Django gives a request (close_old_connections before and after)."""
+    if inspect.iscoroutinefunction(compute):
+        return compute
+
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return compute()
+        finally:
+            close_old_connections()
+
+    return run
 

@@ -20,6 +20,7 @@ import enum
 import inspect
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -292,22 +293,63 @@ class Fence:
             return flight.result()
         return self.flights.land(key, flight, lambda: self._run(key, compute)[0])
 
-    # -- the async driver -----------------------------------------------------------------------
-    async def aget_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
-        """``get_or_set`` for async code; ``compute`` may be sync or async.
 
-        Waiting on another caller's computation is an await on the shared
-        flight, never a blocked thread. The I/O and the leader's lock/wait run
-        in a worker thread; an async ``compute`` runs on this event loop.
-        """
-        flight = self.flights.get(key)
-        if flight is not None and key not in _computing.get():
-            return await asyncio.shield(asyncio.wrap_future(flight))
-        loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(self.get_or_set, key, _on_loop(compute, loop, key), timeout)
+# -- the async driver ----------------------------------------------------------------------------
+async def aget_or_set(fence: Callable[[], Fence], flights: Flights, key: Key, compute: Callable[[], Any],
+                      timeout: float | None) -> Any:
+    """``Fence.get_or_set`` for async code; ``compute`` may be sync or async.
+
+    ``fence`` returns the calling thread's Fence: its store and lock hold the
+    thread's own cache client, so the work must resolve it in the worker
+    thread. Waiting on another caller's computation is an await on the shared
+    flight, never a blocked thread; only the lead caller's lock, wait and
+    I/O run in a worker, and an async ``compute`` runs on this event loop.
+    """
+    flight = flights.get(key)
+    if flight is not None and key not in _computing.get():
+        return await asyncio.shield(asyncio.wrap_future(flight))
+    on_loop = _on_loop(compute, asyncio.get_running_loop())
+    return await off_loop(lambda: fence().get_or_set(key, on_loop, timeout))
 
 
-def _on_loop(compute: Callable[[], Any], loop: asyncio.AbstractEventLoop, key: Key) -> Callable[[], Any]:
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_pid = 0
+_executor_lock = threading.Lock()
+
+
+def _io_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="fence-io")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking cache I/O in a fence worker thread and await it.
+
+    Not ``asyncio.to_thread``: that runs the call in a copy of the caller's
+    context, and Django's ``caches`` are context-local, so every worker would
+    share the event loop thread's cache instance (one pylibmc client used by
+    many threads at once). Here each worker thread has its own instances, and
+    the only context carried over is the re-entry mark. Nor Django's default
+    ``sync_to_async(thread_sensitive=True)``, which queues every async cache
+    call of the process on one thread.
+    """
+    marks = _computing.get()
+
+    def call() -> Any:
+        reset = _computing.set(marks)
+        try:
+            return function(*args)
+        finally:
+            _computing.reset(reset)
+
+    return await asyncio.get_running_loop().run_in_executor(_io_executor(), call)
+
+
+def _on_loop(compute: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
     """A sync callable that runs an async ``compute`` on ``loop`` from a worker thread."""
 
     def run() -> Any:

@@ -53,7 +53,7 @@ def memcached_location() -> Iterator[str]:
     server.stop()
 
 
-def backing_config(kind: str, location: str, timeout: float = 2.0) -> dict[str, Any]:
+def backing_config(kind: str, location: str, timeout: float = 10.0) -> dict[str, Any]:
     """A CACHES entry of the given kind; client timeouts bound every call (fail-open needs them)."""
     if kind == "locmem":
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": location}

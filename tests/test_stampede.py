@@ -397,3 +397,28 @@ def test_stats_are_summed_across_processes(fenced_config: Any) -> None:
     assert stats["misses"] + stats["lock_waits"] + stats["hits"] == 12
     assert set(stats) == {"hits", "misses", "stale_served", "early_refreshes", "recomputes", "lock_waits",
                           "wait_timeouts", "errors"}
+
+
+def test_async_callers_on_one_loop_use_one_cache_instance_per_worker_thread(fenced: Any) -> None:
+    """Django's caches are context-local: a worker must not borrow the event loop thread's client."""
+    import threading as threading_module
+
+    seen: dict[int, set[int]] = {}
+    lock = threading_module.Lock()
+    original = type(caches["backing"]).get
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            seen.setdefault(id(self), set()).add(threading_module.get_ident())
+        return original(self, *args, **kwargs)
+
+    async def many() -> None:
+        await asyncio.gather(*[fenced.aget(f"k{i}") for i in range(20)],
+                             *[fenced.aget_or_set(f"cold{i}", Counter(0.05), 60) for i in range(20)])
+
+    type(caches["backing"]).get = spy
+    try:
+        asyncio.run(many())
+    finally:
+        type(caches["backing"]).get = original
+    assert seen and all(len(threads) == 1 for threads in seen.values())
