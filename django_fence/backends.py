@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections
 
+from .aio import aget_or_set, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Envelope, Fence, Flights, aget_or_set, off_loop, unwrap
+from .engine import Envelope, Fence, Flights, unwrap
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
 from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key
@@ -93,10 +92,9 @@ class FencedCache(BaseCache):
     def _fence(self, inner: BaseCache | None = None) -> Fence:
         inner = inner or self.inner
         fence: Fence | None = getattr(self._local, "fence", None)
-        if fence is None or fence.store.cache is not inner:  # type: ignore[attr-defined]
+        if fence is None or fence.store.cache is not inner or fence.flights is not self._shared.flights:  # type: ignore[attr-defined]
             fence = Fence(self.alias, CacheStore(inner), lock_for(inner, self.options.check_interval),
-                          self.options, self._stats())
-            fence.flights = self._shared.flights
+                          self.options, self._stats(), self._shared.flights)
             self._local.fence = fence
         return fence
 
@@ -143,7 +141,7 @@ class FencedCache(BaseCache):
         if ttl is not None and ttl <= 0:
             result = compute()
             return await result if asyncio.iscoroutine(result) else result
-        return await aget_or_set(self._fence, self._shared.flights, self._key(key, version), _in_worker(compute), ttl)
+        return await aget_or_set(self._fence, self._key(key, version), compute, ttl)
 
     def mark_stale(self, key: Any, version: int | None = None) -> bool:
         """Soft invalidation: the next read refreshes once while the others get the old value.
@@ -287,20 +285,3 @@ class FencedCache(BaseCache):
 
     async def aclose(self, **kwargs: Any) -> None:
         await off_loop(lambda: self.close(**kwargs))
-
-
-def _in_worker(compute: Callable[[], Any]) -> Callable[[], Any]:
-    """A sync callable run from async code: it runs in a fence worker thread, so give it the
-    connection hygiene Django gives a request (close_old_connections before and after)."""
-    if inspect.iscoroutinefunction(compute):
-        return compute
-
-    def run() -> Any:
-        close_old_connections()
-        try:
-            return compute()
-        finally:
-            close_old_connections()
-
-    return run
-

@@ -2,8 +2,10 @@
 
 Nothing here knows about HTTP, templates or Django's cache API. The
 decisions are pure functions of (envelope, now, options, random draw), tested
-with a fixed clock; :class:`Fence` does the I/O through a store and a lock
-strategy (store.py, locks.py), and the async driver reuses the same code.
+with a fixed clock. The algorithm itself is one generator (:meth:`Fence.steps`)
+that yields the I/O it needs as small operations (read, lock, sleep, wake-up,
+compute); the sync driver here and the async driver in aio.py carry them out,
+so there is one algorithm and two thin drivers (the sans-I/O style of h11).
 
 References: XFetch is "Optimal Probabilistic Cache Stampede Prevention",
 Vattani, Chierichetti, Lowenstein, VLDB 2015: a caller refreshes early when
@@ -13,19 +15,16 @@ recompute time.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextvars
 import enum
-import inspect
 import logging
 import math
-import os
 import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, Protocol
 
 from .conf import FenceOptions
@@ -72,10 +71,10 @@ def decide(entry: Any, now: float, opts: FenceOptions, draw: float) -> Step:
     return Step.HIT
 
 
-def _same_entry(a: Any, b: Any) -> bool:
-    """Whether two reads saw the same write (compared by identity, never by value)."""
+def same_entry(a: Any, b: Any) -> bool:
+    """Whether two reads saw the same write (envelopes by their stamps, never values by equality)."""
     if type(a) is Envelope and type(b) is Envelope:
-        return a.stored_at == b.stored_at and a.soft_expiry == b.soft_expiry
+        return a.stored_at == b.stored_at and a.soft_expiry == b.soft_expiry and a.delta == b.delta
     return a is b
 
 
@@ -90,24 +89,81 @@ class FenceReentryError(RuntimeError):
 class Store(Protocol):
     def get(self, key: Key) -> Any: ...
     def set(self, key: Key, value: Any, ttl: float | None) -> None: ...
-    def add(self, key: Key, value: Any, ttl: float | None) -> bool: ...
     def value_and_generation(self, key: Key) -> tuple[Any, int | None]: ...
 
 
 class Lock(Protocol):
+    #: True: waiters are woken (Wake); False: they pace their checks (pause + peek).
     notifies: bool
 
     def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool: ...
-    def release(self, key: Key, token: str) -> bool: ...
-    def watch(self, key: Key) -> Any: ...  # a context manager yielding a Watch
-    def wait(self, key: Key, watch: Watch, timeout: float) -> None: ...
+    def release(self, key: Key, token: str, wake: Key | None = None) -> bool: ...
+    def open_watch(self, key: Key) -> Watch: ...
+    def pause(self, key: Key, watch: Watch, limit: float) -> float: ...
+    def peek(self, key: Key) -> tuple[Any, bool]: ...
 
 
 class Counts(Protocol):
     def add(self, name: str, amount: int = 1) -> None: ...
 
 
+# -- the operations the algorithm asks its driver to carry out ---------------------------------------
+class Call(NamedTuple):
+    """Blocking I/O: ``<target>.<method>(*args)`` on the executing thread's store or lock."""
+
+    target: str
+    method: str
+    args: tuple[Any, ...]
+
+
+class Sleep(NamedTuple):
+    seconds: float
+
+
+class Wake(NamedTuple):
+    """Wait until the watch is woken, at most ``timeout`` seconds."""
+
+    watch: Watch
+    timeout: float
+
+
+class Follow(NamedTuple):
+    """Wait for another caller's in-process flight (raises FlightTimeout after ``timeout``)."""
+
+    flight: concurrent.futures.Future[Any]
+    timeout: float | None
+
+
+class Compute(NamedTuple):
+    """Run the user's callable for ``key``; the result is (value, seconds it took)."""
+
+    key: Key
+
+
+Op = Call | Sleep | Wake | Follow | Compute
+Steps = Generator[Op, Any, Any]
+
+TAKEOVER_SUFFIX = ":fence-takeover"
+
+
+class FlightTimeout(Exception):
+    """An in-process flight did not land within WAIT_TIMEOUT."""
+
+
+class LeaderCancelled(Exception):
+    """The caller leading a flight was cancelled; a follower takes over."""
+
+
 _computing: contextvars.ContextVar[frozenset[Key]] = contextvars.ContextVar("fence_computing", default=frozenset())
+
+
+def computing(key: Key) -> contextvars.Token[frozenset[Key]]:
+    """Mark ``key`` as being computed in this context (re-entry detection)."""
+    return _computing.set(_computing.get() | {key})
+
+
+def reset_computing(token: contextvars.Token[frozenset[Key]]) -> None:
+    _computing.reset(token)
 
 
 class Flights:
@@ -129,243 +185,244 @@ class Flights:
     def get(self, key: Key) -> concurrent.futures.Future[Any] | None:
         return self._flights.get(key)
 
-    def land(self, key: Key, flight: concurrent.futures.Future[Any], run: Callable[[], Any]) -> Any:
-        """Run the leader's work and hand its outcome to every follower."""
+    def land(self, key: Key, flight: concurrent.futures.Future[Any], steps: Steps) -> Steps:
+        """Run the leader's steps and hand their outcome to every follower."""
         try:
-            result = run()
+            result = yield from steps
         except BaseException as exc:
-            flight.set_exception(exc)
+            # A cancelled leader must not cancel its followers: they take over instead.
+            flight.set_exception(exc if isinstance(exc, Exception) else LeaderCancelled(repr(exc)))
             raise
         else:
             flight.set_result(result)
             return result
         finally:
             with self._lock:
-                self._flights.pop(key, None)
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
 
 
 class Fence:
     """Stampede-proof get-or-compute over one store and one lock strategy."""
 
-    def __init__(self, name: str, store: Store, lock: Lock, opts: FenceOptions, stats: Counts,
+    def __init__(self, name: str, store: Store, lock: Lock, opts: FenceOptions, stats: Counts, flights: Flights,
                  clock: Callable[[], float] = time.time, draw: Callable[[], float] = random.random) -> None:
         self.name, self.store, self.lock, self.opts, self.stats = name, store, lock, opts, stats
+        self.flights = flights
         self.clock = clock
         self._draw = draw
-        self.flights = Flights()
 
     def draw(self) -> float:
         return 1.0 - self._draw()  # random() is in [0, 1); log() needs (0, 1]
 
-    # -- the sync driver ------------------------------------------------------------------------
+    def servable(self, entry: Any) -> bool:
+        """Whether ``entry`` may be served: present, and fresh or inside its grace window."""
+        return entry is not MISSING and decide(entry, self.clock(), self.opts, 1.0) is not Step.MISS
+
+    # -- the sync driver ------------------------------------------------------------------------------
     def get_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
         """The value of ``key``; ``compute()`` runs once across processes when it must."""
+        steps = self.steps(key, timeout)
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                op = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                result = self._do(op, compute)
+            except BaseException as exc:
+                error = exc
+
+    def _do(self, op: Op, compute: Callable[[], Any]) -> Any:
+        if type(op) is Call:
+            return getattr(getattr(self, op.target), op.method)(*op.args)
+        if type(op) is Sleep:
+            return time.sleep(op.seconds)
+        if type(op) is Wake:
+            return op.watch.wait(op.timeout)
+        if type(op) is Follow:
+            try:
+                return op.flight.result(op.timeout)
+            except concurrent.futures.TimeoutError:
+                raise FlightTimeout from None
+        assert type(op) is Compute
+        token = computing(op.key)
+        started = time.monotonic()
+        try:
+            value = compute()
+        finally:
+            reset_computing(token)
+        return value, self.computed(started)
+
+    def computed(self, started: float) -> float:
+        """Count a recompute that began at ``started`` (monotonic); return how long it took."""
+        self.stats.add("recomputes")
+        return time.monotonic() - started
+
+    # -- the algorithm --------------------------------------------------------------------------------
+    def steps(self, key: Key, timeout: float | None) -> Steps:
+        """Everything ``get_or_set`` does, as operations for a driver to carry out."""
         if key in _computing.get():
             raise FenceReentryError(f"the recompute of {key} asked for {key} itself")
         try:
-            entry = self.store.get(key)
+            entry = yield Call("store", "get", (key,))
         except BackendUnavailable:
-            return self._fail_open(key, compute)
+            return (yield from self._fail_open(key))
         step = decide(entry, self.clock(), self.opts, self.draw())
         if step is Step.HIT:
             self.stats.add("hits")
             return unwrap(entry)
         flight, leader = self.flights.join(key)
-        if not leader:
+        if leader:
             if step is Step.MISS:
-                self.stats.add("lock_waits")
-                return flight.result()
+                self.stats.add("misses")
+            return (yield from self.flights.land(key, flight, self._lead(key, timeout, entry, step)))
+        if step is not Step.MISS:  # someone in this process refreshes; serve what we have at once
             self.stats.add("stale_served" if step is Step.STALE else "hits")
             return unwrap(entry)
-        self.stats.add({Step.MISS: "misses", Step.STALE: "stale_served", Step.EARLY: "early_refreshes"}[step])
-        return self.flights.land(key, flight, lambda: self._lead(key, compute, timeout, entry, step))
-
-    def _lead(self, key: Key, compute: Callable[[], Any], timeout: float | None, entry: Any, step: Step) -> Any:
+        self.stats.add("lock_waits")
         try:
-            return self._lock_and_compute(key, compute, timeout, entry, step)
-        except BackendUnavailable:
-            return self._fail_open(key, compute, in_flight=True)
+            return (yield Follow(flight, self.opts.wait_timeout))
+        except LeaderCancelled:
+            return (yield from self.steps(key, timeout))
+        except FlightTimeout:
+            return (yield from self._take_over_in_process(key, timeout, entry))
 
-    def _lock_and_compute(self, key: Key, compute: Callable[[], Any], timeout: float | None,
-                          entry: Any, step: Step) -> Any:
+    def _lead(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
+        try:
+            return (yield from self._lock_and_compute(key, timeout, entry, step))
+        except BackendUnavailable:
+            return (yield from self._fail_open(key, in_flight=True))
+
+    def _lock_and_compute(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
         deadline = time.monotonic() + self.opts.wait_timeout
-        previous = entry if type(entry) is Envelope else None
-        with self.lock.watch(key) as watch:
+        expected = entry.delta if type(entry) is Envelope else 0.0  # the leader's last measured recompute
+        watch = yield Call("lock", "open_watch", (key,))  # before the lock: no wake-up can be missed
+        try:
             while True:
                 token = uuid.uuid4().hex
-                expected = self.clock() + (previous.delta if previous else 0.0)
-                if self.lock.acquire(key, token, self.opts.lock_timeout, expected):
-                    return self._compute_locked(key, compute, timeout, entry, token)
-                if step is not Step.MISS:
-                    return unwrap(entry)  # someone else refreshes; serve what we have at once
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._take_over(key, compute, timeout, entry)
-                # Never sleep past a quarter lease: a holder that died without releasing (no wake-up
-                # comes) is noticed when its lock expires, within LOCK_TIMEOUT (dogpile.cache #261).
-                self.lock.wait(key, watch, min(remaining, self.opts.lock_timeout / 4))
-                current = self.store.get(key)
-                if current is not MISSING and decide(current, self.clock(), self.opts, 1.0) is not Step.MISS:
-                    return unwrap(current)
+                if (yield Call("lock", "acquire", (key, token, self.opts.lock_timeout, self.clock() + expected))):
+                    if step is not Step.MISS:
+                        self.stats.add("early_refreshes" if step is Step.EARLY else "stale_served")
+                    return (yield from self._compute_locked(key, timeout, entry, token, key))
+                if step is not Step.MISS:  # another process refreshes; serve what we have at once
+                    self.stats.add("stale_served" if step is Step.STALE else "hits")
+                    return unwrap(entry)
+                held: bool | None = True
+                while held is not False:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return (yield from self._take_over(key, timeout, entry))
+                    current, held = yield from self._wait(key, watch, remaining)
+                    if self.servable(current):
+                        return unwrap(current)
+                    if held is None:
+                        break  # woken without a value: the lock was released, try to take it
+        finally:
+            watch.close()
 
-    def _compute_locked(self, key: Key, compute: Callable[[], Any], timeout: float | None,
-                        seen: Any, token: str) -> Any:
+    def _wait(self, key: Key, watch: Watch, remaining: float) -> Steps:
+        """Wait for a wake-up or the next check; return (what the key holds, whether it is locked)."""
+        # Never past a quarter lease: a holder that died without releasing (no wake-up comes) is
+        # noticed when its lock expires, within LOCK_TIMEOUT (dogpile.cache #261).
+        limit = min(remaining, self.opts.lock_timeout / 4)
+        if self.lock.notifies:
+            yield Wake(watch, limit)
+            return (yield Call("store", "get", (key,))), None
+        yield Sleep((yield Call("lock", "pause", (key, watch, limit))))
+        return (yield Call("lock", "peek", (key,)))
+
+    def _compute_locked(self, key: Key, timeout: float | None, seen: Any, token: str, lock: Key) -> Steps:
         try:
             # Double-check under the lock: the value may have landed since we looked.
-            current, generation = self.store.value_and_generation(key)
-            fresh = current is not MISSING and decide(current, self.clock(), self.opts, 1.0) is not Step.MISS
-            if fresh and not _same_entry(current, seen):
+            current, generation = yield Call("store", "value_and_generation", (key,))
+            if self.servable(current) and not same_entry(current, seen):
                 return unwrap(current)
-            started = self.clock()
             try:
-                value, delta = self._run(key, compute)
+                value, delta = yield Compute(key)
             except Exception:
-                if seen is MISSING:
+                if not self.servable(seen):
                     raise
                 self.stats.add("errors")
                 logger.error("fence %s: recompute of %s failed; serving the stale value", self.name, key,
                              exc_info=True)
                 return unwrap(seen)
-            self._store(key, value, timeout, delta, generation, started)
+            yield from self._store(key, value, timeout, delta, generation, current)
             return value
         finally:
             try:
-                self.lock.release(key, token)
+                yield Call("lock", "release", (lock, token, key))
             except BackendUnavailable:
                 logger.warning("fence %s: could not release the lock of %s", self.name, key, exc_info=True)
 
     def _store(self, key: Key, value: Any, timeout: float | None, delta: float, generation: int | None,
-               started: float) -> None:
-        """Store a fresh envelope unless ``key`` was invalidated, or stored anew, while we computed."""
+               before: Any) -> Steps:
+        """Store a fresh envelope unless ``key`` was invalidated or written while we computed."""
         try:
-            current, generation_now = self.store.value_and_generation(key)
-            if generation_now != generation:
-                logger.debug("fence %s: %s was invalidated during its recompute; not storing", self.name, key)
+            current, generation_now = yield Call("store", "value_and_generation", (key,))
+            if generation_now != generation or not same_entry(current, before):
+                # delete()/mark_stale() ran (cacheops #302), or a set() or a successor whose lease began
+                # after ours ran out wrote a newer value: ours must not clobber it.
+                logger.debug("fence %s: %s changed during its recompute; not storing", self.name, key)
                 return
-            if type(current) is Envelope and current.stored_at > started:
-                # Our lease ran out and a successor stored a newer value: do not clobber it.
-                logger.debug("fence %s: %s was stored by a newer recompute; not storing", self.name, key)
-                return
-            self.store.set(key, *self._envelope(value, timeout, delta))
+            now = self.clock()
+            if timeout is None:
+                yield Call("store", "set", (key, Envelope(value, math.inf, delta, now), None))
+            else:
+                yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + self.opts.grace))
         except BackendUnavailable:
             self.stats.add("errors")
             logger.warning("fence %s: could not store %s", self.name, key, exc_info=True)
 
-    def _envelope(self, value: Any, timeout: float | None, delta: float) -> tuple[Envelope, float | None]:
-        now = self.clock()
-        if timeout is None:
-            return Envelope(value, math.inf, delta, now), None
-        return Envelope(value, now + timeout, delta, now), timeout + self.opts.grace
+    def _take_over(self, key: Key, timeout: float | None, entry: Any) -> Steps:
+        """The wait reached WAIT_TIMEOUT: serve stale if there is any, else one waiter takes over.
 
-    def _take_over(self, key: Key, compute: Callable[[], Any], timeout: float | None, entry: Any) -> Any:
-        """The wait reached WAIT_TIMEOUT: serve stale if any, else this process computes."""
+        The take-over lock picks one waiter across processes; the others wait
+        for its value once more, up to WAIT_TIMEOUT, and only then compute.
+        """
         self.stats.add("wait_timeouts")
-        if entry is not MISSING:
+        if self.servable(entry):
+            self.stats.add("stale_served")
             return unwrap(entry)
-        logger.warning("fence %s: waited %.1fs for %s; computing it here", self.name, self.opts.wait_timeout, key)
-        value, delta = self._run(key, compute)
+        takeover, token = key.derived(TAKEOVER_SUFFIX), uuid.uuid4().hex
+        if (yield Call("lock", "acquire", (takeover, token, self.opts.lock_timeout, self.clock()))):
+            logger.warning("fence %s: waited %.1fs for %s; taking over", self.name, self.opts.wait_timeout, key)
+            return (yield from self._compute_locked(key, timeout, MISSING, token, takeover))
+        deadline = time.monotonic() + self.opts.wait_timeout
+        watch = yield Call("lock", "open_watch", (key,))
         try:
-            self.store.add(key, *self._envelope(value, timeout, delta))
-        except BackendUnavailable:
-            logger.warning("fence %s: could not store %s", self.name, key, exc_info=True)
+            while (remaining := deadline - time.monotonic()) > 0:
+                current, _ = yield from self._wait(key, watch, remaining)
+                if self.servable(current):
+                    return unwrap(current)
+        finally:
+            watch.close()
+        value, _ = yield Compute(key)
         return value
 
-    def _run(self, key: Key, compute: Callable[[], Any]) -> tuple[Any, float]:
-        """Run the user's callable, marked as computing ``key`` (re-entry detection)."""
-        reset = _computing.set(_computing.get() | {key})
-        started = time.monotonic()
-        try:
-            value = compute()
-        finally:
-            _computing.reset(reset)
-        self.stats.add("recomputes")
-        return value, time.monotonic() - started
+    def _take_over_in_process(self, key: Key, timeout: float | None, entry: Any) -> Steps:
+        """This process's leader is late: serve stale, else one follower takes over."""
+        flight, leader = self.flights.join(key.derived(TAKEOVER_SUFFIX))
+        if not leader:
+            return (yield Follow(flight, None))
+        return (yield from self.flights.land(key.derived(TAKEOVER_SUFFIX), flight,
+                                             self._take_over(key, timeout, entry)))
 
-    def _fail_open(self, key: Key, compute: Callable[[], Any], in_flight: bool = False) -> Any:
+    def _fail_open(self, key: Key, in_flight: bool = False) -> Steps:
         """The backend is unreachable: compute without the distributed lock, once per process."""
         self.stats.add("errors")
         logger.warning("fence %s: backend unavailable, computing %s without the lock", self.name, key,
                        exc_info=True)
-        if in_flight:  # we already lead this key's flight
-            return self._run(key, compute)[0]
-        flight, leader = self.flights.join(key)
-        if not leader:
-            return flight.result()
-        return self.flights.land(key, flight, lambda: self._run(key, compute)[0])
+        if not in_flight:
+            flight, leader = self.flights.join(key)
+            if not leader:
+                return (yield Follow(flight, None))
+            return (yield from self.flights.land(key, flight, self._fail_open_compute(key)))
+        return (yield from self._fail_open_compute(key))
 
-
-# -- the async driver ----------------------------------------------------------------------------
-async def aget_or_set(fence: Callable[[], Fence], flights: Flights, key: Key, compute: Callable[[], Any],
-                      timeout: float | None) -> Any:
-    """``Fence.get_or_set`` for async code; ``compute`` may be sync or async.
-
-    ``fence`` returns the calling thread's Fence: its store and lock hold the
-    thread's own cache client, so the work must resolve it in the worker
-    thread. Waiting on another caller's computation is an await on the shared
-    flight, never a blocked thread; only the lead caller's lock, wait and
-    I/O run in a worker, and an async ``compute`` runs on this event loop.
-    """
-    flight = flights.get(key)
-    if flight is not None and key not in _computing.get():
-        return await asyncio.shield(asyncio.wrap_future(flight))
-    on_loop = _on_loop(compute, asyncio.get_running_loop())
-    return await off_loop(lambda: fence().get_or_set(key, on_loop, timeout))
-
-
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_pid = 0
-_executor_lock = threading.Lock()
-
-
-def _io_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor, _executor_pid
-    with _executor_lock:
-        if _executor is None or _executor_pid != os.getpid():
-            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="fence-io")
-            _executor_pid = os.getpid()
-        return _executor
-
-
-async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking cache I/O in a fence worker thread and await it.
-
-    Not ``asyncio.to_thread``: that runs the call in a copy of the caller's
-    context, and Django's ``caches`` are context-local, so every worker would
-    share the event loop thread's cache instance (one pylibmc client used by
-    many threads at once). Here each worker thread has its own instances, and
-    the only context carried over is the re-entry mark. Nor Django's default
-    ``sync_to_async(thread_sensitive=True)``, which queues every async cache
-    call of the process on one thread.
-    """
-    marks = _computing.get()
-
-    def call() -> Any:
-        reset = _computing.set(marks)
-        try:
-            return function(*args)
-        finally:
-            _computing.reset(reset)
-
-    return await asyncio.get_running_loop().run_in_executor(_io_executor(), call)
-
-
-def _on_loop(compute: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> Callable[[], Any]:
-    """A sync callable that runs an async ``compute`` on ``loop`` from a worker thread."""
-
-    def run() -> Any:
-        result = compute()
-        if not inspect.isawaitable(result):
-            return result
-        context = contextvars.copy_context()  # keeps the re-entry mark for the coroutine
-
-        async def awaited() -> Any:
-            return await result
-
-        return asyncio.run_coroutine_threadsafe(_in_context(context, awaited), loop).result()
-
-    return run
-
-
-async def _in_context(context: contextvars.Context, factory: Callable[[], Any]) -> Any:
-    task = asyncio.get_running_loop().create_task(factory(), context=context)
-    return await task
+    def _fail_open_compute(self, key: Key) -> Steps:
+        value, _ = yield Compute(key)
+        return value

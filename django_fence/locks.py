@@ -21,26 +21,25 @@ exceptions into :class:`BackendUnavailable`, the only kind the engine sees.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
 from .exceptions import BackendUnavailable, translated
-from .store import Key
+from .store import MISSING, Key
 
 logger = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ":fence-lock"
 TOMBSTONE = "released"
-# Longest pause between two checks of a waiter that cannot be notified.
-MAX_CHECK_INTERVAL = 0.1
 
 
 def lock_value(token: str, expected_end: float) -> str:
@@ -61,16 +60,54 @@ def parse_lock_value(value: Any) -> tuple[str | None, float | None]:
 
 
 class Watch:
-    """A registration to be woken when the lock of one key is released."""
+    """A registration to be woken when the lock of one key is released, by threads or tasks."""
 
-    def __init__(self) -> None:
+    def __init__(self, close: Callable[[], None] | None = None) -> None:
         self.event = threading.Event()
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+        self._close = close
+        #: Pacing of waiters that cannot be woken: checks made, and when the holder expected to finish.
         self.checks = 0
-        #: When the holder expected to finish (or when we began waiting), for pacing checks.
         self.since = 0.0
 
-    def notified(self) -> bool:
-        return self.event.is_set()
+    def wake(self) -> None:
+        with self._lock:
+            self.event.set()
+            for loop, future in self._futures:
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def wait(self, timeout: float) -> None:
+        """Block until woken (or ``timeout``); consumes the wake-up."""
+        self.event.wait(max(0.0, timeout))
+        self.event.clear()
+
+    async def await_wake(self, timeout: float) -> None:
+        """``wait`` for a task: an asyncio future resolved from the listener thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self.event.is_set():
+                self.event.clear()
+                return
+            self._futures.append((loop, future))
+        try:
+            await asyncio.wait_for(future, max(0.0, timeout))
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._futures.remove((loop, future))
+                self.event.clear()
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class CacheLock:
@@ -86,51 +123,54 @@ class CacheLock:
     def __init__(self, cache: BaseCache, check_interval: float = 0.005) -> None:
         self.cache = cache
         self.check_interval = check_interval
-        self._release_lock = threading.Lock()
 
     def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool:
+        lock = key.derived(LOCK_SUFFIX)
         with translated("lock acquire"):
-            lock = key.derived(LOCK_SUFFIX)
             return bool(self.cache.add(lock.name, lock_value(token, expected_end), _ttl(ttl), version=lock.version))
 
-    def release(self, key: Key, token: str) -> bool:
-        with translated("lock release"), self._release_lock:
+    def release(self, key: Key, token: str, wake: Key | None = None) -> bool:
+        lock = key.derived(LOCK_SUFFIX)
+        with translated("lock release"):
             if parse_lock_value(self._read_lock(key))[0] != token:
                 return False
-            lock = key.derived(LOCK_SUFFIX)
             self.cache.delete(lock.name, version=lock.version)
             return True
-
-    def expected_end(self, key: Key) -> float | None:
-        with translated("lock read"):
-            return parse_lock_value(self._read_lock(key))[1]
 
     def _read_lock(self, key: Key) -> Any:
         lock = key.derived(LOCK_SUFFIX)
         return self.cache.get(lock.name, version=lock.version)
 
-    @contextlib.contextmanager
-    def watch(self, key: Key) -> Iterator[Watch]:
-        yield Watch()
+    def open_watch(self, key: Key) -> Watch:
+        return Watch()
 
-    def wait(self, key: Key, watch: Watch, timeout: float) -> None:
-        """Sleep until the next moment worth checking the value (at most ``timeout``).
+    def peek(self, key: Key) -> tuple[Any, bool]:
+        """(the key's entry or MISSING, whether its lock is held), in one round trip."""
+        lock = key.derived(LOCK_SUFFIX)
+        with translated("peek"):
+            found = self.cache.get_many([key.name, lock.name], version=key.version)
+        return found.get(key.name, MISSING), parse_lock_value(found.get(lock.name))[0] is not None
+
+    def pause(self, key: Key, watch: Watch, limit: float) -> float:
+        """How long to sleep before the next check (at most ``limit``).
 
         The first call reads when the holder expects to finish (its last
-        measured recompute time) and sleeps until then. After that, the pause
-        is a quarter of how late the holder is, between CHECK_INTERVAL and
-        MAX_CHECK_INTERVAL: a waiter notices the value within ~25% of its
-        wait, and a long recompute costs O(log) checks, not one every few
-        milliseconds (cashews #333).
+        measured recompute time), and the waiter sleeps until then. After
+        that, the pause is a quarter of how late the holder is, at least
+        CHECK_INTERVAL: the value is noticed within ~25% of the wait, and a
+        long recompute costs O(log) checks, not one every few milliseconds
+        (cashews #333).
         """
         now = time.time()
         if watch.checks == 0:
-            watch.since = self.expected_end(key) or now
-            pause = max(watch.since - now, self.check_interval)
+            with translated("lock read"):
+                end = parse_lock_value(self._read_lock(key))[1]
+            watch.since = end or now
+            pause = watch.since - now
         else:
-            pause = min(max((now - watch.since) / 4, self.check_interval), MAX_CHECK_INTERVAL)
+            pause = (now - watch.since) / 4
         watch.checks += 1
-        time.sleep(max(0.0, min(pause, timeout)))
+        return max(0.0, min(max(pause, self.check_interval), limit))
 
 
 class MemcachedLock(CacheLock):
@@ -157,7 +197,7 @@ class MemcachedLock(CacheLock):
                 return bool(self.client.cas(raw, value, cas, _ttl(ttl)))
             return False
 
-    def release(self, key: Key, token: str) -> bool:
+    def release(self, key: Key, token: str, wake: Key | None = None) -> bool:
         raw = self._raw(key)
         with translated("lock release"):
             current, cas = self._gets(raw)
@@ -175,12 +215,14 @@ class MemcachedLock(CacheLock):
 
 
 _RELEASE_SCRIPT = """
--- release: delete the lock if it still holds our token, then wake the waiters.
+-- release: delete the lock if it still holds our token, and then wake the waiters.
 -- KEYS[1] lock key; ARGV[1] our token, ARGV[2] wake-up channel. Returns 1 if deleted. O(1)
-local deleted = 0
-if redis.call('get', KEYS[1]) == ARGV[1] then deleted = redis.call('del', KEYS[1]) end
-redis.call('publish', ARGV[2], '1')
-return deleted
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('del', KEYS[1])
+  redis.call('publish', ARGV[2], '1')
+  return 1
+end
+return 0
 """
 
 CHANNEL_PREFIX = "fence-wake:"
@@ -203,30 +245,26 @@ class RedisLock:
         with translated("lock acquire"):
             return bool(self.client.set(self._raw(key), token, nx=True, px=max(1, int(ttl * 1000))))
 
-    def release(self, key: Key, token: str) -> bool:
+    def release(self, key: Key, token: str, wake: Key | None = None) -> bool:
+        """Compare-and-delete; wakes the waiters of ``wake`` (default: of ``key``)."""
         raw = self._raw(key)
+        channel = CHANNEL_PREFIX + self._raw(wake or key)
         with translated("lock release"):
-            return bool(self._release(keys=[raw], args=[token, CHANNEL_PREFIX + raw]))
+            return bool(self._release(keys=[raw], args=[token, channel]))
 
-    def expected_end(self, key: Key) -> float | None:
-        return None
-
-    @contextlib.contextmanager
-    def watch(self, key: Key) -> Iterator[Watch]:
+    def open_watch(self, key: Key) -> Watch:
         """Register for the wake-up before looking at the lock, so none is lost."""
         listener = _listener_for(self.client)
-        watch = Watch()
         channel = CHANNEL_PREFIX + self._raw(key)
+        watch = Watch(close=lambda: listener.unregister(channel, watch))
         listener.register(channel, watch)
-        try:
-            yield watch
-        finally:
-            listener.unregister(channel, watch)
+        return watch
 
-    def wait(self, key: Key, watch: Watch, timeout: float) -> None:
-        watch.checks += 1
-        watch.event.wait(max(0.0, timeout))
-        watch.event.clear()
+    def pause(self, key: Key, watch: Watch, limit: float) -> float:
+        return limit  # waiters are woken; they never pace themselves
+
+    def peek(self, key: Key) -> tuple[Any, bool]:
+        raise NotImplementedError("Redis waiters are woken; they do not peek")
 
 
 class _Listener:
@@ -270,12 +308,12 @@ class _Listener:
             with self.lock:  # wake everyone: they re-check and find out for themselves
                 for watches in self.watches.values():
                     for watch in watches:
-                        watch.event.set()
+                        watch.wake()
 
     def _wake(self, channel: str) -> None:
         with self.lock:
             for watch in self.watches.get(channel, ()):
-                watch.event.set()
+                watch.wake()
 
     def register(self, channel: str, watch: Watch) -> None:
         with self.lock:

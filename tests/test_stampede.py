@@ -297,19 +297,31 @@ def test_cancelled_waiter_does_not_stop_the_leader(fenced: Any) -> None:
     assert compute.calls == 1
 
 
-def test_cancelled_leader_lets_the_computation_finish_for_the_others(fenced: Any) -> None:
-    compute = Counter(0.3)
+def test_cancelled_leader_is_taken_over_by_a_waiter(fenced: Any) -> None:
+    calls: list[int] = []
+    started: list[asyncio.Event] = []
 
-    async def scenario() -> Any:
+    async def compute() -> str:
+        calls.append(1)
+        started[0].set()
+        await asyncio.sleep(0.3)
+        return f"value-{len(calls)}"
+
+    async def scenario() -> tuple[Any, bool, float]:
+        started.append(asyncio.Event())
         leader = asyncio.create_task(fenced.aget_or_set("cancel-leader", compute, 60))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(started[0].wait(), 10)  # the leader is computing
         waiter = asyncio.create_task(fenced.aget_or_set("cancel-leader", compute, 60))
         await asyncio.sleep(0.05)
+        began = time.monotonic()
         leader.cancel()
-        return await waiter
+        value = await waiter
+        await asyncio.gather(leader, return_exceptions=True)
+        return value, leader.cancelled(), time.monotonic() - began
 
-    assert asyncio.run(scenario()) == "value-1"
-    assert compute.calls == 1
+    value, cancelled, elapsed = asyncio.run(scenario())
+    assert cancelled and value == "value-2" and len(calls) == 2
+    assert elapsed < 2.0  # the cancelled leader released its lock: nobody waited for WAIT_TIMEOUT (5 s)
 
 
 # -- early refresh, stale serving, invalidation --------------------------------------------------------

@@ -1,0 +1,101 @@
+"""The async driver of the fence's algorithm, and how async code reaches blocking cache clients.
+
+The algorithm is engine.Fence.steps; this driver carries out its operations
+on the event loop: waits are awaits (on the flight, on the wake-up, on
+``asyncio.sleep``), an async callable runs in the caller's own task, and only
+the blocking cache calls go to a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from .engine import Call, Compute, Fence, FlightTimeout, Follow, Op, Sleep, Wake, computing, reset_computing
+from .store import Key
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_pid = 0
+_executor_lock = threading.Lock()
+
+
+def _io_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="fence-io")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+async def off_loop(function: Callable[..., Any], *args: Any) -> Any:
+    """Run one blocking cache call in a fence worker thread and await it.
+
+    Each worker thread has its own Django cache instances (Django makes them
+    per thread: a pylibmc client must not be shared), and nothing waits in a
+    worker: it only ever runs one short call. Not Django's default
+    ``sync_to_async(thread_sensitive=True)``, which queues every async cache
+    call of the process on one thread.
+    """
+    return await asyncio.get_running_loop().run_in_executor(_io_executor(), lambda: function(*args))
+
+
+async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[], Any],
+                      timeout: float | None) -> Any:
+    """``Fence.get_or_set`` for async code; ``compute`` may be sync or async.
+
+    ``fence`` returns the calling thread's Fence, so each blocking call runs
+    against the worker thread's own store and lock.
+    """
+    here = fence()
+    steps = here.steps(key, timeout)
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            op = steps.throw(error) if error is not None else steps.send(result)
+        except StopIteration as stop:
+            return stop.value
+        result, error = None, None
+        try:
+            result = await _do(op, here, fence, compute)
+        except BaseException as exc:  # handed to the algorithm, which releases what it holds
+            error = exc
+
+
+async def _do(op: Op, here: Fence, fence: Callable[[], Fence], compute: Callable[[], Any]) -> Any:
+    if type(op) is Call:
+        return await off_loop(lambda: getattr(getattr(fence(), op.target), op.method)(*op.args))
+    if type(op) is Sleep:
+        return await asyncio.sleep(op.seconds)
+    if type(op) is Wake:
+        return await op.watch.await_wake(op.timeout)
+    if type(op) is Follow:
+        waiting = asyncio.shield(asyncio.wrap_future(op.flight))
+        try:
+            return await asyncio.wait_for(waiting, op.timeout)
+        except TimeoutError:
+            raise FlightTimeout from None
+    assert type(op) is Compute
+    token = computing(op.key)
+    started = time.monotonic()
+    try:
+        if inspect.iscoroutinefunction(compute):
+            value = await compute()
+        else:
+            # A sync callable may use the ORM: run it the way Django runs sync code from async code,
+            # with the caller's context (its language, its context variables) and its sync thread.
+            value = await sync_to_async(compute)()
+            if inspect.isawaitable(value):
+                value = await value
+    finally:
+        reset_computing(token)
+    return value, here.computed(started)
