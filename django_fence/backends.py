@@ -9,9 +9,10 @@ envelope (value + soft expiry + recompute time) that ``get`` unwraps.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
+import inspect
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -50,6 +51,17 @@ _shared: dict[tuple[str, str], _Shared] = {}
 _shared_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child inherits flights whose leaders did not come along, and unflushed counts."""
+    for shared in _shared.values():
+        shared.flights = Flights()
+        shared.stats = None
+        shared.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _alias_of(location: str, params: dict[str, Any]) -> str:
     """The CACHES alias this backend was configured under (Django does not pass it)."""
     for alias, config in configured_caches().items():
@@ -74,6 +86,7 @@ class FencedCache(BaseCache):
         # The fence's own KEY_PREFIX / VERSION / KEY_FUNCTION, if set, namespace keys before the wrapped
         # cache applies its own; left unset, keys reach the wrapped cache unchanged.
         self._namespaced = any(name in params for name in ("KEY_PREFIX", "VERSION", "KEY_FUNCTION"))
+        self._has_timeout = "TIMEOUT" in params
         alias = _alias_of(location, params)
         with _shared_lock:
             self._shared = _shared.setdefault((alias, repr(sorted(params.items(), key=str))), _Shared(alias))
@@ -117,8 +130,11 @@ class FencedCache(BaseCache):
             name = HASHED_PREFIX + hashlib.sha256(name.encode()).hexdigest()
         return Key(name, version)
 
-    def _timeout(self, timeout: Any) -> float | None:
-        return self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+    def _timeout(self, timeout: Any, inner: BaseCache | None = None) -> Any:
+        """A fenced alias without TIMEOUT uses the wrapped alias's, as it does for keys."""
+        if timeout is not DEFAULT_TIMEOUT:
+            return timeout
+        return self.default_timeout if self._has_timeout else (inner or self.inner).default_timeout
 
     def _keys(self, keys: Iterable[Any], version: int | None) -> dict[Key, Any]:
         return {self._key(key, version): key for key in keys}
@@ -127,10 +143,11 @@ class FencedCache(BaseCache):
     def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
         """Django's get_or_set, with the callable run once however many callers miss at once."""
         compute = default if callable(default) else (lambda: default)
-        ttl = self._timeout(timeout)
-        if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
-            return compute()
         inner = self.inner
+        ttl = self._timeout(timeout, inner)
+        if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
+            existing = self.get(key, MISSING, version)
+            return compute() if existing is MISSING else existing
         return self._fence(inner).get_or_set(self._key(key, version, inner), compute, ttl)
 
     async def aget_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT,
@@ -139,9 +156,24 @@ class FencedCache(BaseCache):
         compute = default if callable(default) else (lambda: default)
         ttl = self._timeout(timeout)
         if ttl is not None and ttl <= 0:
+            existing = await self.aget(key, MISSING, version)
+            if existing is not MISSING:
+                return existing
             result = compute()
-            return await result if asyncio.iscoroutine(result) else result
+            return await result if inspect.isawaitable(result) else result
         return await aget_or_set(self._fence, self._key(key, version), compute, ttl)
+
+    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Django's incr_version; an unnamespaced fence starts from the wrapped alias's VERSION."""
+        if version is None:
+            version = self.version if self._namespaced else self.inner.version
+        return int(super().incr_version(key, delta, version))
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return int(await off_loop(self.incr_version, key, delta, version))
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return int(await off_loop(self.decr_version, key, delta, version))
 
     def mark_stale(self, key: Any, version: int | None = None) -> bool:
         """Soft invalidation: the next read refreshes once while the others get the old value.
@@ -175,28 +207,31 @@ class FencedCache(BaseCache):
 
     # -- plain delegation -------------------------------------------------------------------------
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        k = self._key(key, version)
-        entry = self.inner.get(k.name, MISSING, version=k.version)
+        inner = self.inner
+        k = self._key(key, version, inner)
+        entry = inner.get(k.name, MISSING, version=k.version)
         return default if entry is MISSING else unwrap(entry)
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
-        k = self._key(key, version)
-        self.inner.set(k.name, value, self._timeout(timeout), version=k.version)
+        inner = self.inner
+        k = self._key(key, version, inner)
+        inner.set(k.name, value, self._timeout(timeout, inner), version=k.version)
 
     def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        k = self._key(key, version)
-        return bool(self.inner.add(k.name, value, self._timeout(timeout), version=k.version))
+        inner = self.inner
+        k = self._key(key, version, inner)
+        return bool(inner.add(k.name, value, self._timeout(timeout, inner), version=k.version))
 
     def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
-        k = self._key(key, version)
-        return bool(self.inner.touch(k.name, self._timeout(timeout), version=k.version))
+        inner = self.inner
+        k = self._key(key, version, inner)
+        return bool(inner.touch(k.name, self._timeout(timeout, inner), version=k.version))
 
     def delete(self, key: Any, version: int | None = None) -> bool:
         """Hard invalidation; a recompute already running will not store its result."""
         k = self._key(key, version)
-        deleted = self.inner.delete(k.name, version=k.version)
-        CacheStore(self.inner).bump_generation(k)
-        return bool(deleted)
+        CacheStore(self.inner).bump_generation(k)  # first: a recompute that reads after it won't store
+        return bool(self.inner.delete(k.name, version=k.version))
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         k = self._key(key, version)
@@ -233,10 +268,10 @@ class FencedCache(BaseCache):
         fenced = self._keys(keys, version)
         if not fenced:
             return
-        self.inner.delete_many([k.name for k in fenced], version=next(iter(fenced)).version)
         store = CacheStore(self.inner)
         for k in fenced:
             store.bump_generation(k)
+        self.inner.delete_many([k.name for k in fenced], version=next(iter(fenced)).version)
 
     def clear(self) -> None:
         self.inner.clear()

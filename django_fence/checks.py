@@ -25,7 +25,7 @@ def check_fenced_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             continue
         obj = f"CACHES[{alias!r}]"
         target = config.get("LOCATION")
-        if target not in configured_caches():
+        if not isinstance(target, str) or target not in configured_caches():
             messages.append(Error(
                 f"FencedCache {alias!r} wraps {target!r}, which is not in CACHES.",
                 hint="Set LOCATION to the alias of the cache to wrap, e.g. 'backing'.",

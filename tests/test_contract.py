@@ -191,3 +191,25 @@ def test_close_is_delegated(fenced: Any) -> None:
     fenced.set("k", 1)
     fenced.close()
     assert fenced.get("k") == 1
+
+
+def test_incr_version_starts_from_the_wrapped_alias_version(backing: tuple[str, str], settings: Any) -> None:
+    kind, location = backing
+    config = backing_config(kind, location)
+    config["VERSION"] = 3
+    settings.CACHES = fenced_caches(config)
+    fenced, bare = caches["default"], caches["backing"]
+    fenced.set("iv", "value")
+    assert bare.get("iv") == "value"
+    assert fenced.incr_version("iv") == 4
+    assert bare.get("iv", version=4) == "value"
+    assert asyncio.run(fenced.adecr_version("iv", version=4)) == 3
+    fenced.clear()
+
+
+def test_fenced_alias_without_timeout_uses_the_wrapped_alias_timeout(settings: Any) -> None:
+    config = fenced_caches({**backing_config("locmem", "fence-timeout"), "TIMEOUT": None})
+    del config["default"]["TIMEOUT"]
+    settings.CACHES = config
+    caches["default"].set("forever", 1)
+    assert caches["backing"]._expire_info[caches["backing"].make_key("forever")] is None
