@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .aio import aget_or_set, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Envelope, Fence, Flights, unwrap
+from .engine import Deltas, Envelope, Fence, Flights, unwrap
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
 from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key
@@ -43,6 +43,7 @@ class _Shared:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.flights = Flights()
+        self.deltas = Deltas()
         self.stats: Stats | None = None
         self.lock = threading.Lock()
 
@@ -107,7 +108,7 @@ class FencedCache(BaseCache):
         fence: Fence | None = getattr(self._local, "fence", None)
         if fence is None or fence.store.cache is not inner or fence.flights is not self._shared.flights:  # type: ignore[attr-defined]
             fence = Fence(self.alias, CacheStore(inner), lock_for(inner, self.options.check_interval),
-                          self.options, self._stats(), self._shared.flights)
+                          self.options, self._stats(), self._shared.flights, self._shared.deltas)
             self._local.fence = fence
         return fence
 

@@ -202,13 +202,33 @@ class Flights:
                     del self._flights[key]
 
 
+class Deltas(dict[Key, float]):
+    """The last recompute time seen per key in this process (bounded).
+
+    A leader writes ``now + delta`` into its lock entry, so waiters that
+    cannot be woken (memcached) sleep until then; after a hard expiry the
+    envelope that carried delta is gone, so every read of an envelope and
+    every recompute leaves it here.
+    """
+
+    LIMIT = 10_000
+
+    def learn(self, key: Key, entry: Any) -> None:
+        if type(entry) is Envelope:
+            if len(self) >= self.LIMIT:
+                self.clear()
+            self[key] = entry.delta
+
+
 class Fence:
     """Stampede-proof get-or-compute over one store and one lock strategy."""
 
     def __init__(self, name: str, store: Store, lock: Lock, opts: FenceOptions, stats: Counts, flights: Flights,
-                 clock: Callable[[], float] = time.time, draw: Callable[[], float] = random.random) -> None:
+                 deltas: Deltas | None = None, clock: Callable[[], float] = time.time,
+                 draw: Callable[[], float] = random.random) -> None:
         self.name, self.store, self.lock, self.opts, self.stats = name, store, lock, opts, stats
         self.flights = flights
+        self.deltas = Deltas() if deltas is None else deltas
         self.clock = clock
         self._draw = draw
 
@@ -272,6 +292,7 @@ class Fence:
         except BackendUnavailable:
             return (yield from self._fail_open(key))
         step = decide(entry, self.clock(), self.opts, self.draw())
+        self.deltas.learn(key, entry)
         if step is Step.HIT:
             self.stats.add("hits")
             return unwrap(entry)
@@ -299,7 +320,7 @@ class Fence:
 
     def _lock_and_compute(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
         deadline = time.monotonic() + self.opts.wait_timeout
-        expected = entry.delta if type(entry) is Envelope else 0.0  # the leader's last measured recompute
+        expected = self.deltas.get(key, 0.0)  # the last measured recompute: waiters sleep until then
         watch = yield Call("lock", "open_watch", (key,))  # before the lock: no wake-up can be missed
         try:
             while True:
@@ -317,6 +338,7 @@ class Fence:
                     if remaining <= 0:
                         return (yield from self._take_over(key, timeout, entry))
                     current, held = yield from self._wait(key, watch, remaining)
+                    self.deltas.learn(key, current)
                     if self.servable(current):
                         return unwrap(current)
                     if held is None:
@@ -350,6 +372,7 @@ class Fence:
                 logger.error("fence %s: recompute of %s failed; serving the stale value", self.name, key,
                              exc_info=True)
                 return unwrap(seen)
+            self.deltas[key] = delta
             yield from self._store(key, value, timeout, delta, generation, current)
             return value
         finally:

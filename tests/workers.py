@@ -54,7 +54,7 @@ def _child(function: str, caches_json: str, barrier: Any, queue: Any, kwargs: di
 
 
 def hit_cold_key(barrier: Any, key: str, threads: int, compute_seconds: float, alias: str = "default",
-                 use_async: bool = False) -> dict[str, Any]:
+                 use_async: bool = False, stamp: bool = False, ttl: float = 300) -> dict[str, Any]:
     """``threads`` threads of this process call get_or_set(key) at once; count the recomputes."""
     from django.core.cache import caches
 
@@ -65,11 +65,14 @@ def hit_cold_key(barrier: Any, key: str, threads: int, compute_seconds: float, a
         with lock:
             computed.append(1)
         time.sleep(compute_seconds)
+        if stamp:  # the value says when it was ready: callers measure how long it took to reach them
+            return time.time()
         return f"value-{os.getpid()}-{uuid.uuid4().hex}"
 
     values: list[Any] = []
     errors: list[str] = []
     latencies: list[float] = []
+    returned: list[float] = []
     start = threading.Barrier(threads)
 
     def call() -> None:
@@ -81,10 +84,11 @@ def hit_cold_key(barrier: Any, key: str, threads: int, compute_seconds: float, a
             if use_async:
                 import asyncio
 
-                value = asyncio.run(cache.aget_or_set(key, compute, 300))
+                value = asyncio.run(cache.aget_or_set(key, compute, ttl))
             else:
-                value = cache.get_or_set(key, compute, 300)
+                value = cache.get_or_set(key, compute, ttl)
             values.append(value)
+            returned.append(time.time())
         except Exception as exc:
             errors.append(repr(exc))
         latencies.append(time.monotonic() - began)
@@ -95,7 +99,8 @@ def hit_cold_key(barrier: Any, key: str, threads: int, compute_seconds: float, a
         worker.start()
     for worker in workers:
         worker.join()
-    return {"recomputes": len(computed), "values": values, "errors": errors, "latencies": latencies}
+    return {"recomputes": len(computed), "values": values, "errors": errors, "latencies": latencies,
+            "returned": returned}
 
 
 def hold_lock_forever(barrier: Any, key: str, started_path: str) -> dict[str, Any]:
@@ -146,3 +151,14 @@ def steady_traffic(barrier: Any, key: str, threads: int, seconds: float, ttl: fl
     for worker in workers:
         worker.join()
     return {"computed": computed, "slow": slow}
+
+
+def storm_twice(barrier: Any, key: str, threads: int, compute_seconds: float) -> dict[str, Any]:
+    """Two storms on one key, the second after the first value expired (GRACE=0, ttl 1 s).
+
+    Every process saw the first value, so the second leader's lock entry says
+    when it expects to finish: this measures waiters that cannot be woken.
+    """
+    hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
+    time.sleep(1.3)
+    return hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
