@@ -118,7 +118,7 @@ def hold_lock_forever(barrier: Any, key: str, started_path: str) -> dict[str, An
 
 
 def steady_traffic(barrier: Any, key: str, threads: int, seconds: float, ttl: float,
-                   compute_seconds: float) -> dict[str, Any]:
+                   compute_seconds: float, skews: tuple[float, ...] = (0.0,)) -> dict[str, Any]:
     """Threads read ``key`` in a loop for ``seconds``; the value expires every ``ttl`` seconds."""
     from django.core.cache import caches
 
@@ -133,11 +133,12 @@ def steady_traffic(barrier: Any, key: str, threads: int, seconds: float, ttl: fl
         return began
 
     slow: list[float] = []
-    barrier.wait()
+    skew = skews[barrier.wait() % len(skews)]  # each process its own clock offset
     stop = time.monotonic() + seconds
 
     def loop() -> None:
         cache = caches["default"]
+        cache._fence().clock = lambda: time.time() + skew
         while time.monotonic() < stop:
             began = time.monotonic()
             cache.get_or_set(key, compute, ttl)
