@@ -326,8 +326,8 @@ class Fence:
             while True:
                 token = uuid.uuid4().hex
                 if (yield Call("lock", "acquire", (key, token, self.opts.lock_timeout, self.clock() + expected))):
-                    if step is not Step.MISS:
-                        self.stats.add("early_refreshes" if step is Step.EARLY else "stale_served")
+                    if step is Step.EARLY:
+                        self.stats.add("early_refreshes")
                     return (yield from self._compute_locked(key, timeout, entry, token, key))
                 if step is not Step.MISS:  # another process refreshes; serve what we have at once
                     self.stats.add("stale_served" if step is Step.STALE else "hits")
@@ -369,6 +369,7 @@ class Fence:
                 if not self.servable(seen):
                     raise
                 self.stats.add("errors")
+                self.stats.add("stale_served")
                 logger.error("fence %s: recompute of %s failed; serving the stale value", self.name, key,
                              exc_info=True)
                 return unwrap(seen)
