@@ -19,7 +19,22 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .engine import Call, Compute, Fence, FlightTimeout, Follow, Op, Sleep, Wake, computing, reset_computing
+from .engine import (
+    UNREACHABLE,
+    Call,
+    Compute,
+    Fence,
+    FlightTimeout,
+    Follow,
+    Op,
+    Sleep,
+    Step,
+    Wake,
+    computing,
+    reset_computing,
+    unwrap,
+)
+from .exceptions import BackendUnavailable
 from .store import Key
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -56,7 +71,16 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
     against the worker thread's own store and lock.
     """
     here = fence()
-    steps = here.steps(key, timeout)
+    here.check_reentry(key)
+    try:
+        entry = await off_loop(lambda: fence().store.get(key))
+    except BackendUnavailable:
+        entry, step = UNREACHABLE, Step.MISS
+    else:
+        step = here.look(key, entry)
+        if step is Step.HIT:
+            return unwrap(entry)
+    steps = here.steps(key, timeout, entry, step)
     result: Any = None
     error: BaseException | None = None
     while True:

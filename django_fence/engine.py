@@ -144,6 +144,7 @@ Op = Call | Sleep | Wake | Follow | Compute
 Steps = Generator[Op, Any, Any]
 
 TAKEOVER_SUFFIX = ":fence-takeover"
+UNREACHABLE = object()  # what the first read "returned" when the backend could not be reached
 
 
 class FlightTimeout(Exception):
@@ -242,7 +243,16 @@ class Fence:
     # -- the sync driver ------------------------------------------------------------------------------
     def get_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
         """The value of ``key``; ``compute()`` runs once across processes when it must."""
-        steps = self.steps(key, timeout)
+        self.check_reentry(key)
+        try:  # the hit path stays outside the generator: one read, one decision
+            entry = self.store.get(key)
+        except BackendUnavailable:
+            entry, step = UNREACHABLE, Step.MISS
+        else:
+            step = self.look(key, entry)
+            if step is Step.HIT:
+                return unwrap(entry)
+        steps = self.steps(key, timeout, entry, step)
         result: Any = None
         error: BaseException | None = None
         while True:
@@ -283,19 +293,22 @@ class Fence:
         return time.monotonic() - started
 
     # -- the algorithm --------------------------------------------------------------------------------
-    def steps(self, key: Key, timeout: float | None) -> Steps:
-        """Everything ``get_or_set`` does, as operations for a driver to carry out."""
+    def check_reentry(self, key: Key) -> None:
         if key in _computing.get():
             raise FenceReentryError(f"the recompute of {key} asked for {key} itself")
-        try:
-            entry = yield Call("store", "get", (key,))
-        except BackendUnavailable:
-            return (yield from self._fail_open(key))
+
+    def look(self, key: Key, entry: Any) -> Step:
+        """Decide what to do with what the first read returned (a hit is counted here)."""
         step = decide(entry, self.clock(), self.opts, self.draw())
         self.deltas.learn(key, entry)
         if step is Step.HIT:
             self.stats.add("hits")
-            return unwrap(entry)
+        return step
+
+    def steps(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
+        """Everything ``get_or_set`` does after a first read that was not a hit, as operations."""
+        if entry is UNREACHABLE:
+            return (yield from self._fail_open(key))
         flight, leader = self.flights.join(key)
         if leader:
             if step is Step.MISS:
@@ -308,9 +321,20 @@ class Fence:
         try:
             return (yield Follow(flight, self.opts.wait_timeout))
         except LeaderCancelled:
-            return (yield from self.steps(key, timeout))
+            return (yield from self._again(key, timeout))
         except FlightTimeout:
             return (yield from self._take_over_in_process(key, timeout, entry))
+
+    def _again(self, key: Key, timeout: float | None) -> Steps:
+        """Start over: the leader we followed was cancelled."""
+        try:
+            entry = yield Call("store", "get", (key,))
+        except BackendUnavailable:
+            return (yield from self._fail_open(key))
+        step = self.look(key, entry)
+        if step is Step.HIT:
+            return unwrap(entry)
+        return (yield from self.steps(key, timeout, entry, step))
 
     def _lead(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
         try:

@@ -191,12 +191,16 @@ class MemcachedLock(CacheLock):
     def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool:
         raw, value = self._raw(key), lock_value(token, expected_end)
         with translated("lock acquire"):
-            if self.client.add(raw, value, _ttl(ttl)):
-                return True
-            # A released lock is a tombstone until it expires; take it over by CAS.
-            current, cas = self._gets(raw)
-            if current == TOMBSTONE and cas is not None:
-                return bool(self.client.cas(raw, value, cas, _ttl(ttl)))
+            for _ in range(2):
+                if self.client.add(raw, value, _ttl(ttl)):
+                    return True
+                # A released lock is a tombstone until it expires; take it over by CAS.
+                current, cas = self._gets(raw)
+                if current == TOMBSTONE and cas is not None:
+                    return bool(self.client.cas(raw, value, cas, _ttl(ttl)))
+                if current is not None:
+                    return False  # held
+                # The tombstone expired between add and gets: add again.
             return False
 
     def release(self, key: Key, token: str, wake: Key | None = None) -> bool:

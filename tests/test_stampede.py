@@ -156,9 +156,9 @@ def test_waiters_commands_do_not_grow_with_the_recompute_time(fenced_config: Any
                                    compute_seconds=seconds)
         commands[seconds] = _server_commands(*backing) - before
         assert sum(r["recomputes"] for r in results) == 1
-    # Four times the wait costs at most a few more checks per waiting process (polling every 5 ms
-    # would cost 300 more per process).
-    assert commands[2.0] <= commands[0.5] * 1.5 + 10, commands
+    # Four times the wait costs a few more checks per waiting process, not four times as many
+    # (polling every 5 ms would cost 300 more per process).
+    assert commands[2.0] < commands[0.5] * 2, commands
     assert commands[0.5] / 3 < 60, commands  # memcached counts each key of a multi-get
 
 
