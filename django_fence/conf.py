@@ -22,10 +22,6 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-DEFAULTS: dict[str, Any] = {
-    "STATS_INTERVAL": 1.0,
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class FenceSettings:
@@ -33,6 +29,9 @@ class FenceSettings:
 
     #: Seconds between two flushes of a process's statistics to the shared cache.
     STATS_INTERVAL: float = 1.0
+
+
+DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(FenceSettings)}
 
 
 @functools.cache

@@ -75,3 +75,4 @@ class CacheStore:
                     return
                 except ValueError:
                     continue
+        raise BackendUnavailable(f"generation of {key}: the counter kept disappearing (evicted?)")

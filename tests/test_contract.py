@@ -184,7 +184,7 @@ def test_key_prefix_of_the_fenced_alias_namespaces_its_keys(settings: Any) -> No
 
 
 def reversed_key(key: str, key_prefix: str, version: int) -> str:
-    return f"{key}:{version}:{key_prefix}"[::-1][::-1].replace(key, key[::-1], 1)
+    return f"{key[::-1]}:{version}:{key_prefix}"
 
 
 def test_close_is_delegated(fenced: Any) -> None:
