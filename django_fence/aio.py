@@ -22,6 +22,7 @@ from asgiref.sync import sync_to_async
 from .engine import (
     UNREACHABLE,
     Call,
+    Carried,
     Compute,
     Fence,
     FlightTimeout,
@@ -30,6 +31,7 @@ from .engine import (
     Sleep,
     Step,
     Wake,
+    carry,
     computing,
     reset_computing,
     unwrap,
@@ -83,31 +85,61 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
     steps = here.steps(key, timeout, entry, step)
     result: Any = None
     error: BaseException | None = None
+    cancelled: BaseException | None = None  # delivered at the step after the call it interrupted
     while True:
         try:
             op = steps.throw(error) if error is not None else steps.send(result)
         except StopIteration as stop:
             return stop.value
+        except Carried as carried:
+            raise carried.exception from None
         result, error = None, None
+        if cancelled is not None:
+            error, cancelled = cancelled, None
+            continue
         try:
             result = await _do(op, here, fence, compute)
+        except Interrupted as interrupted:  # the call finished; its outcome first, then the cancellation
+            result, error, cancelled = interrupted.result, interrupted.error, interrupted.cancel
+        except GeneratorExit:  # this coroutine is being closed: no more awaits, clean up synchronously
+            here.abandon(steps)
+            raise
         except BaseException as exc:  # handed to the algorithm, which releases what it holds
-            error = exc
+            error = carry(exc)
+
+
+class Interrupted(Exception):
+    """A task was cancelled while a blocking call ran in a worker; the call's outcome is kept."""
+
+    def __init__(self, result: Any, error: BaseException | None, cancel: BaseException) -> None:
+        super().__init__()
+        self.result, self.error, self.cancel = result, error, cancel
 
 
 async def _do(op: Op, here: Fence, fence: Callable[[], Fence], compute: Callable[[], Any]) -> Any:
     if type(op) is Call:
-        return await off_loop(lambda: getattr(getattr(fence(), op.target), op.method)(*op.args))
+        call = asyncio.get_running_loop().run_in_executor(
+            _io_executor(), lambda: getattr(getattr(fence(), op.target), op.method)(*op.args))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError as cancel:
+            # The call goes on in its thread (a lock may be taken): wait for it, so the algorithm
+            # learns what it did and releases it. One short, socket-bounded round trip.
+            await asyncio.wait({call})
+            failure = call.exception()
+            raise Interrupted(None if failure else call.result(), failure, cancel) from None
     if type(op) is Sleep:
         return await asyncio.sleep(op.seconds)
     if type(op) is Wake:
         return await op.watch.await_wake(op.timeout)
     if type(op) is Follow:
-        waiting = asyncio.shield(asyncio.wrap_future(op.flight))
-        try:
-            return await asyncio.wait_for(waiting, op.timeout)
-        except TimeoutError:
-            raise FlightTimeout from None
+        # Not wait_for: the leader's own TimeoutError would read as ours (3.11+).
+        waiting = asyncio.ensure_future(asyncio.shield(asyncio.wrap_future(op.flight)))
+        done, _ = await asyncio.wait({waiting}, timeout=op.timeout)
+        if not done:
+            waiting.cancel()
+            raise FlightTimeout
+        return waiting.result()
     assert type(op) is Compute
     token = computing(op.key)
     started = time.monotonic()
@@ -117,9 +149,21 @@ async def _do(op: Op, here: Fence, fence: Callable[[], Fence], compute: Callable
         else:
             # A sync callable may use the ORM: run it the way Django runs sync code from async code,
             # with the caller's context (its language, its context variables) and its sync thread.
-            value = await sync_to_async(compute)()
+            value = await sync_to_async(_carrying(compute))()
             if inspect.isawaitable(value):
                 value = await value
     finally:
         reset_computing(token)
     return value, here.computed(started)
+
+
+def _carrying(compute: Callable[[], Any]) -> Callable[[], Any]:
+    """asyncio futures refuse a StopIteration (the await would hang): carry it across."""
+
+    def run() -> Any:
+        try:
+            return compute()
+        except StopIteration as exc:
+            raise Carried(exc) from None
+
+    return run

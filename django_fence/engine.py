@@ -147,6 +147,22 @@ TAKEOVER_SUFFIX = ":fence-takeover"
 UNREACHABLE = object()  # what the first read "returned" when the backend could not be reached
 
 
+class Carried(Exception):
+    """Carries a StopIteration through the algorithm's generator (PEP 479 would turn it into RuntimeError)."""
+
+    def __init__(self, exception: BaseException) -> None:
+        super().__init__(repr(exception))
+        self.exception = exception
+
+
+def carry(exc: BaseException) -> BaseException:
+    return Carried(exc) if isinstance(exc, StopIteration | StopAsyncIteration) else exc
+
+
+class Abandoned(BaseException):
+    """Thrown into the algorithm when its driver is closed: release what you hold, then stop."""
+
+
 class FlightTimeout(Exception):
     """An in-process flight did not land within WAIT_TIMEOUT."""
 
@@ -216,9 +232,12 @@ class Deltas(dict[Key, float]):
 
     def learn(self, key: Key, entry: Any) -> None:
         if type(entry) is Envelope:
-            if len(self) >= self.LIMIT:
-                self.clear()
-            self[key] = entry.delta
+            self.remember(key, entry.delta)
+
+    def remember(self, key: Key, delta: float) -> None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[key] = delta
 
 
 class Fence:
@@ -260,11 +279,30 @@ class Fence:
                 op = steps.throw(error) if error is not None else steps.send(result)
             except StopIteration as stop:
                 return stop.value
+            except Carried as carried:
+                raise carried.exception from None
             result, error = None, None
             try:
                 result = self._do(op, compute)
             except BaseException as exc:
-                error = exc
+                error = carry(exc)
+
+    def abandon(self, steps: Steps) -> None:
+        """Run what a closed driver leaves to clean up (lock releases), with blocking calls."""
+        try:
+            op = steps.throw(Abandoned())
+            while True:
+                if type(op) is not Call:
+                    op = steps.throw(Abandoned())
+                    continue
+                try:
+                    result = self._do(op, lambda: None)
+                except BaseException as exc:
+                    op = steps.throw(exc)
+                else:
+                    op = steps.send(result)
+        except BaseException:
+            return
 
     def _do(self, op: Op, compute: Callable[[], Any]) -> Any:
         if type(op) is Call:
@@ -274,10 +312,11 @@ class Fence:
         if type(op) is Wake:
             return op.watch.wait(op.timeout)
         if type(op) is Follow:
-            try:
-                return op.flight.result(op.timeout)
-            except concurrent.futures.TimeoutError:
-                raise FlightTimeout from None
+            # Not flight.result(timeout): the leader's own TimeoutError would read as ours (3.11+).
+            done, _ = concurrent.futures.wait([op.flight], op.timeout)
+            if not done:
+                raise FlightTimeout
+            return op.flight.result()
         assert type(op) is Compute
         token = computing(op.key)
         started = time.monotonic()
@@ -319,11 +358,16 @@ class Fence:
             return unwrap(entry)
         self.stats.add("lock_waits")
         try:
-            return (yield Follow(flight, self.opts.wait_timeout))
-        except LeaderCancelled:
-            return (yield from self._again(key, timeout))
+            return (yield from self._follow(key, timeout, flight, self.opts.wait_timeout))
         except FlightTimeout:
             return (yield from self._take_over_in_process(key, timeout, entry))
+
+    def _follow(self, key: Key, timeout: float | None, flight: Any, limit: float | None) -> Steps:
+        """Wait for this process's flight; if its leader was cancelled, start over."""
+        try:
+            return (yield Follow(flight, limit))
+        except LeaderCancelled:
+            return (yield from self._again(key, timeout))
 
     def _again(self, key: Key, timeout: float | None) -> Steps:
         """Start over: the leader we followed was cancelled."""
@@ -360,7 +404,7 @@ class Fence:
                 while held is not False:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        return (yield from self._take_over(key, timeout, entry))
+                        return (yield from self._take_over_in_process(key, timeout, entry))
                     current, held = yield from self._wait(key, watch, remaining)
                     self.deltas.learn(key, current)
                     if self.servable(current):
@@ -397,7 +441,7 @@ class Fence:
                 logger.error("fence %s: recompute of %s failed; serving the stale value", self.name, key,
                              exc_info=True)
                 return unwrap(seen)
-            self.deltas[key] = delta
+            self.deltas.remember(key, delta)
             yield from self._store(key, value, timeout, delta, generation, current)
             return value
         finally:
@@ -411,7 +455,7 @@ class Fence:
         """Store a fresh envelope unless ``key`` was invalidated or written while we computed."""
         try:
             current, generation_now = yield Call("store", "value_and_generation", (key,))
-            if generation_now != generation or not same_entry(current, before):
+            if generation_now != generation or (current is not MISSING and not same_entry(current, before)):
                 # delete()/mark_stale() ran (cacheops #302), or a set() or a successor whose lease began
                 # after ours ran out wrote a newer value: ours must not clobber it.
                 logger.debug("fence %s: %s changed during its recompute; not storing", self.name, key)
@@ -429,33 +473,38 @@ class Fence:
         """The wait reached WAIT_TIMEOUT: serve stale if there is any, else one waiter takes over.
 
         The take-over lock picks one waiter across processes; the others wait
-        for its value once more, up to WAIT_TIMEOUT, and only then compute.
+        for its value, and take over themselves only if its lease runs out.
         """
         self.stats.add("wait_timeouts")
         if self.servable(entry):
             self.stats.add("stale_served")
             return unwrap(entry)
-        takeover, token = key.derived(TAKEOVER_SUFFIX), uuid.uuid4().hex
-        if (yield Call("lock", "acquire", (takeover, token, self.opts.lock_timeout, self.clock()))):
-            logger.warning("fence %s: waited %.1fs for %s; taking over", self.name, self.opts.wait_timeout, key)
-            return (yield from self._compute_locked(key, timeout, MISSING, token, takeover))
-        deadline = time.monotonic() + self.opts.wait_timeout
+        takeover = key.derived(TAKEOVER_SUFFIX)
+        deadline = time.monotonic() + self.opts.lock_timeout
         watch = yield Call("lock", "open_watch", (key,))
         try:
-            while (remaining := deadline - time.monotonic()) > 0:
+            while True:
+                token = uuid.uuid4().hex
+                if (yield Call("lock", "acquire", (takeover, token, self.opts.lock_timeout, self.clock()))):
+                    logger.warning("fence %s: waited %.1fs for %s; taking over", self.name,
+                                   self.opts.wait_timeout, key)
+                    return (yield from self._compute_locked(key, timeout, MISSING, token, takeover))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 current, _ = yield from self._wait(key, watch, remaining)
                 if self.servable(current):
                     return unwrap(current)
         finally:
             watch.close()
-        value, _ = yield Compute(key)
+        value, _ = yield Compute(key)  # nobody could take over within a lease: compute, store nothing
         return value
 
     def _take_over_in_process(self, key: Key, timeout: float | None, entry: Any) -> Steps:
         """This process's leader is late: serve stale, else one follower takes over."""
         flight, leader = self.flights.join(key.derived(TAKEOVER_SUFFIX))
         if not leader:
-            return (yield Follow(flight, None))
+            return (yield from self._follow(key, timeout, flight, None))
         return (yield from self.flights.land(key.derived(TAKEOVER_SUFFIX), flight,
                                              self._take_over(key, timeout, entry)))
 
@@ -467,7 +516,7 @@ class Fence:
         if not in_flight:
             flight, leader = self.flights.join(key)
             if not leader:
-                return (yield Follow(flight, None))
+                return (yield from self._follow(key, None, flight, None))
             return (yield from self.flights.land(key, flight, self._fail_open_compute(key)))
         return (yield from self._fail_open_compute(key))
 

@@ -172,7 +172,7 @@ def test_waiters_return_milliseconds_after_the_value_lands(fenced_config: Any) -
                                                                                         strict=True))
     assert len(after_landing) == 15
     assert after_landing[len(after_landing) // 2] < 0.02, after_landing  # the median caller: a few ms
-    assert after_landing[-1] < 0.1, after_landing
+    assert after_landing[-1] < 0.25, after_landing
 
 
 def test_waiter_takes_over_at_wait_timeout(fenced: Any, settings: Any) -> None:
@@ -302,7 +302,8 @@ def test_cancelled_waiter_does_not_stop_the_leader(fenced: Any) -> None:
 
     async def scenario() -> list[Any]:
         leader = asyncio.create_task(fenced.aget_or_set("cancel", compute, 60))
-        await asyncio.sleep(0.05)
+        while compute.calls == 0:  # the leader is computing
+            await asyncio.sleep(0.01)
         waiter = asyncio.create_task(fenced.aget_or_set("cancel", compute, 60))
         await asyncio.sleep(0.05)
         waiter.cancel()
@@ -348,7 +349,7 @@ def test_xfetch_refreshes_once_while_the_others_get_the_current_value(fenced: An
     results, errors, latencies = in_threads(20, lambda: fenced.get_or_set("near", compute, 60))
     assert errors == [] and compute.calls == 1
     assert sorted(results) == ["current"] * 19 + ["value-1"]
-    assert sorted(latencies)[-2] < 0.4  # nobody but the refresher waited for the recompute
+    assert sorted(latencies)[-2] < 0.45  # nobody but the refresher waited for the 0.5 s recompute
     assert fenced.get("near") == "value-1"
 
 
@@ -365,7 +366,7 @@ def test_stale_value_is_served_at_once_while_one_caller_refreshes(fenced: Any) -
     results, errors, latencies = in_threads(20, lambda: fenced.get_or_set("stale", compute, 60))
     assert errors == [] and compute.calls == 1
     assert sorted(results) == ["old"] * 19 + ["value-1"]
-    assert sorted(latencies)[-2] < 0.4
+    assert sorted(latencies)[-2] < 0.45
 
 
 def test_grace_zero_makes_callers_wait_for_the_new_value(fenced: Any, settings: Any) -> None:
@@ -546,7 +547,7 @@ def test_stats_count_what_happened(fenced: Any) -> None:
 def test_the_envelope_weighs_by_the_measured_recompute_time(fenced: Any) -> None:
     fenced.get_or_set("measured", Counter(0.2), 60)
     envelope = caches["backing"].get("measured")
-    assert isinstance(envelope, Envelope) and 0.2 <= envelope.delta < 0.4
+    assert isinstance(envelope, Envelope) and 0.2 <= envelope.delta < 1.0
 
 
 @pytest.mark.parametrize("backing", ["locmem", "redis", "pymemcache"], indirect=True)
@@ -611,3 +612,80 @@ def test_a_late_leader_does_not_clobber_a_newer_value(fenced: Any, settings: Any
     assert fast.get_or_set("lease", lambda: "new", 60) == "new"
     worker.join(10)
     assert fast.get("lease") == "new"
+
+
+def test_a_timeout_error_from_the_callable_reaches_every_caller_once(fenced: Any) -> None:
+    calls = Counter()
+
+    def upstream() -> None:
+        calls()
+        time.sleep(0.2)
+        raise TimeoutError("upstream timed out")
+
+    _, errors, _ = in_threads(5, lambda: fenced.get_or_set("timeout-error", upstream, 60))
+    assert calls.calls == 1
+    assert [type(e) for e in errors] == [TimeoutError] * 5
+
+    async def many() -> list[Any]:
+        return await asyncio.gather(*[fenced.aget_or_set("atimeout-error", upstream, 60) for _ in range(5)],
+                                    return_exceptions=True)
+
+    assert [type(e) for e in asyncio.run(many())] == [TimeoutError] * 5
+    assert calls.calls == 2
+
+
+def test_stop_iteration_from_the_callable_keeps_its_type(fenced: Any) -> None:
+    def exhausted() -> None:
+        raise StopIteration("empty")
+
+    with pytest.raises(StopIteration):
+        fenced.get_or_set("stop", exhausted, 60)
+    # A coroutine cannot raise StopIteration (PEP 479): Python turns it into RuntimeError, as it
+    # does for Django's own aget_or_set. What matters is that nothing hangs.
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(fenced.aget_or_set("astop", exhausted, 60))
+
+
+@pytest.mark.parametrize("backing", ["locmem", "redis", "pylibmc"], indirect=True)
+def test_cancelling_a_task_while_it_takes_the_lock_leaves_no_lock(fenced: Any) -> None:
+    lock_class = type(fenced._fence().lock)
+    original = lock_class.acquire
+    slow_once = [True]
+
+    def slow_acquire(self: Any, *args: Any) -> bool:
+        taken = bool(original(self, *args))
+        if slow_once and slow_once.pop():
+            time.sleep(0.3)  # the task is cancelled while this call runs in its worker thread
+        return taken
+
+    async def scenario() -> float:
+        task = asyncio.create_task(fenced.aget_or_set("cancel-acquire", lambda: "first", 60))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        began = time.monotonic()
+        assert await fenced.aget_or_set("cancel-acquire", lambda: "second", 60) == "second"
+        return time.monotonic() - began
+
+    lock_class.acquire = slow_acquire  # type: ignore[method-assign]
+    try:
+        assert asyncio.run(scenario()) < 1.0  # not WAIT_TIMEOUT (5 s): the lock was released
+    finally:
+        lock_class.acquire = original  # type: ignore[method-assign]
+
+
+def test_an_early_refresh_outliving_the_old_entry_is_stored(fenced: Any, settings: Any) -> None:
+    settings.CACHES["default"]["OPTIONS"]["GRACE"] = 0
+    settings.CACHES = dict(settings.CACHES)
+    fenced = caches["default"]
+    store_envelope(fenced, "outlived", "old", soft_in=0.9, delta=1000, hard=1)  # XFetch refreshes now
+    assert fenced.get_or_set("outlived", Counter(1.3, value="new"), 60) == "new"  # the old entry expires meanwhile
+    assert fenced.get("outlived") == "new"
+
+
+@pytest.mark.parametrize("backing", ["redis", "pymemcache"], indirect=True)
+def test_a_leader_slower_than_wait_timeout_is_taken_over_once(fenced_config: Any) -> None:
+    fenced_config["default"]["OPTIONS"].update({"WAIT_TIMEOUT": 0.5, "LOCK_TIMEOUT": 10})
+    results = run_in_processes(3, "hit_cold_key", fenced_config, key="slow-leader", threads=3, compute_seconds=1.5)
+    assert [r["errors"] for r in results] == [[]] * 3
+    assert sum(r["recomputes"] for r in results) == 2  # the slow leader, and one waiter across processes
