@@ -414,15 +414,19 @@ class Fence:
         finally:
             watch.close()
 
-    def _wait(self, key: Key, watch: Watch, remaining: float) -> Steps:
-        """Wait for a wake-up or the next check; return (what the key holds, whether it is locked)."""
+    def _wait(self, key: Key, watch: Watch, remaining: float, holder: Key | None = None) -> Steps:
+        """Wait for a wake-up or the next check; return (what the key holds, whether it is locked).
+
+        ``holder`` is the key whose lock entry says when to check (the take-over lock while
+        waiting for the waiter that took over); by default ``key``'s own.
+        """
         # Never past a quarter lease: a holder that died without releasing (no wake-up comes) is
         # noticed when its lock expires, within LOCK_TIMEOUT (dogpile.cache #261).
         limit = min(remaining, self.opts.lock_timeout / 4)
         if self.lock.notifies:
             yield Wake(watch, limit)
             return (yield Call("store", "get", (key,))), None
-        yield Sleep((yield Call("lock", "pause", (key, watch, limit))))
+        yield Sleep((yield Call("lock", "pause", (holder or key, watch, limit))))
         return (yield Call("lock", "peek", (key,)))
 
     def _compute_locked(self, key: Key, timeout: float | None, seen: Any, token: str, lock: Key) -> Steps:
@@ -485,14 +489,15 @@ class Fence:
         try:
             while True:
                 token = uuid.uuid4().hex
-                if (yield Call("lock", "acquire", (takeover, token, self.opts.lock_timeout, self.clock()))):
+                expected = self.clock() + self.deltas.get(key, 0.0)
+                if (yield Call("lock", "acquire", (takeover, token, self.opts.lock_timeout, expected))):
                     logger.warning("fence %s: waited %.1fs for %s; taking over", self.name,
                                    self.opts.wait_timeout, key)
                     return (yield from self._compute_locked(key, timeout, MISSING, token, takeover))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                current, _ = yield from self._wait(key, watch, remaining)
+                current, _ = yield from self._wait(key, watch, remaining, holder=takeover)
                 if self.servable(current):
                     return unwrap(current)
         finally:
