@@ -19,24 +19,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from .engine import (
-    UNREACHABLE,
-    Call,
-    Carried,
-    Compute,
-    Fence,
-    FlightTimeout,
-    Follow,
-    Op,
-    Sleep,
-    Step,
-    Wake,
-    carry,
-    computing,
-    reset_computing,
-    unwrap,
-)
+from .engine import UNREACHABLE, Fence
+from .envelope import Step, unwrap
 from .exceptions import BackendUnavailable
+from .flights import Carried, FlightTimeout, carry, computing, reset_computing
+from .ops import Call, Compute, Follow, Op, Sleep, Wake
 from .store import Key
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None

@@ -24,7 +24,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .aio import aget_or_set, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Deltas, Envelope, Fence, Flights, unwrap
+from .engine import Fence
+from .envelope import Envelope, unwrap
+from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
 from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key

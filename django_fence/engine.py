@@ -1,243 +1,52 @@
-"""The stampede algorithm: envelope, XFetch, lock, waiting and stale serving.
+"""The stampede algorithm: lock, waiting, take-over, stale serving, fail-open.
 
 Nothing here knows about HTTP, templates or Django's cache API. The
-decisions are pure functions of (envelope, now, options, random draw), tested
-with a fixed clock. The algorithm itself is one generator (:meth:`Fence.steps`)
-that yields the I/O it needs as small operations (read, lock, sleep, wake-up,
-compute); the sync driver here and the async driver in aio.py carry them out,
-so there is one algorithm and two thin drivers (the sans-I/O style of h11).
-
-References: XFetch is "Optimal Probabilistic Cache Stampede Prevention",
-Vattani, Chierichetti, Lowenstein, VLDB 2015: a caller refreshes early when
-``now - delta * beta * ln(rand()) >= expiry``, where delta is the measured
-recompute time.
+algorithm is one generator (:meth:`Fence.steps`) that yields the I/O it needs
+as small operations (ops.py); the sync driver here and the async driver in
+aio.py carry them out, so there is one algorithm and two thin drivers (the
+sans-I/O style of h11). The decisions on an entry are in envelope.py.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
-import enum
 import logging
 import math
 import random
-import threading
 import time
 import uuid
-from collections.abc import Callable, Generator
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from .conf import FenceOptions
+from .envelope import Envelope, Step, decide, same_entry, unwrap
 from .exceptions import BackendUnavailable
+from .flights import (
+    Abandoned,
+    Carried,
+    Deltas,
+    Flights,
+    FlightTimeout,
+    LeaderCancelled,
+    _computing,
+    carry,
+    computing,
+    reset_computing,
+)
 from .locks import Watch
+from .ops import Call, Compute, Counts, Follow, Lock, Op, Sleep, Steps, Store, Wake
 from .store import MISSING, Key
 
+__all__ = ["UNREACHABLE", "Envelope", "Fence", "FenceReentryError", "Step", "decide", "unwrap"]
+
 logger = logging.getLogger(__name__)
-
-
-class Envelope(NamedTuple):
-    """What ``get_or_set`` stores: the value and what XFetch needs, in ONE entry.
-
-    A NamedTuple, not a dataclass: it unpickles through its constructor, while a
-    frozen dataclass's ``__setstate__`` costs microseconds on every cache hit.
-    """
-
-    value: Any
-    #: Wall-clock time after which the value is stale (inf: never).
-    soft_expiry: float
-    #: Seconds the recompute that produced ``value`` took.
-    delta: float
-    #: Wall-clock time the value was stored.
-    stored_at: float
-
-
-class Step(enum.Enum):
-    HIT = "hit"  # serve the value
-    EARLY = "early"  # XFetch picked this caller to refresh before expiry
-    STALE = "stale"  # past soft expiry, inside the grace window: serve stale, one refreshes
-    MISS = "miss"  # nothing usable: one computes, the others wait
-
-
-def decide(entry: Any, now: float, opts: FenceOptions, draw: float) -> Step:
-    """What to do with what the cache returned. ``draw`` is uniform in (0, 1]."""
-    if entry is MISSING:
-        return Step.MISS
-    if type(entry) is not Envelope:
-        return Step.HIT  # a plain value written by set() or through the bare alias (even a tuple)
-    if now >= entry.soft_expiry:
-        return Step.STALE if now < entry.soft_expiry + opts.grace else Step.MISS
-    if opts.beta and entry.delta and now - entry.delta * opts.beta * math.log(draw) >= entry.soft_expiry:
-        return Step.EARLY
-    return Step.HIT
-
-
-def same_entry(a: Any, b: Any) -> bool:
-    """Whether two reads saw the same write (envelopes by their stamps, never values by equality)."""
-    if type(a) is Envelope and type(b) is Envelope:
-        return a.stored_at == b.stored_at and a.soft_expiry == b.soft_expiry and a.delta == b.delta
-    return a is b
-
-
-def unwrap(entry: Any) -> Any:
-    return entry.value if type(entry) is Envelope else entry
-
-
-class FenceReentryError(RuntimeError):
-    """A recompute asked for its own key; waiting for itself would hang forever."""
-
-
-class Store(Protocol):
-    def get(self, key: Key) -> Any: ...
-    def set(self, key: Key, value: Any, ttl: float | None) -> None: ...
-    def value_and_generation(self, key: Key) -> tuple[Any, int | None]: ...
-
-
-class Lock(Protocol):
-    #: True: waiters are woken (Wake); False: they pace their checks (pause + peek).
-    notifies: bool
-
-    def acquire(self, key: Key, token: str, ttl: float, expected_end: float) -> bool: ...
-    def release(self, key: Key, token: str, wake: Key | None = None) -> bool: ...
-    def open_watch(self, key: Key) -> Watch: ...
-    def pause(self, key: Key, watch: Watch, limit: float) -> float: ...
-    def peek(self, key: Key) -> tuple[Any, bool]: ...
-
-
-class Counts(Protocol):
-    def add(self, name: str, amount: int = 1) -> None: ...
-
-
-# -- the operations the algorithm asks its driver to carry out ---------------------------------------
-class Call(NamedTuple):
-    """Blocking I/O: ``<target>.<method>(*args)`` on the executing thread's store or lock."""
-
-    target: str
-    method: str
-    args: tuple[Any, ...]
-
-
-class Sleep(NamedTuple):
-    seconds: float
-
-
-class Wake(NamedTuple):
-    """Wait until the watch is woken, at most ``timeout`` seconds."""
-
-    watch: Watch
-    timeout: float
-
-
-class Follow(NamedTuple):
-    """Wait for another caller's in-process flight (raises FlightTimeout after ``timeout``)."""
-
-    flight: concurrent.futures.Future[Any]
-    timeout: float | None
-
-
-class Compute(NamedTuple):
-    """Run the user's callable for ``key``; the result is (value, seconds it took)."""
-
-    key: Key
-
-
-Op = Call | Sleep | Wake | Follow | Compute
-Steps = Generator[Op, Any, Any]
 
 TAKEOVER_SUFFIX = ":fence-takeover"
 UNREACHABLE = object()  # what the first read "returned" when the backend could not be reached
 
 
-class Carried(Exception):
-    """Carries a StopIteration through the algorithm's generator (PEP 479 would turn it into RuntimeError)."""
-
-    def __init__(self, exception: BaseException) -> None:
-        super().__init__(repr(exception))
-        self.exception = exception
-
-
-def carry(exc: BaseException) -> BaseException:
-    return Carried(exc) if isinstance(exc, StopIteration | StopAsyncIteration) else exc
-
-
-class Abandoned(BaseException):
-    """Thrown into the algorithm when its driver is closed: release what you hold, then stop."""
-
-
-class FlightTimeout(Exception):
-    """An in-process flight did not land within WAIT_TIMEOUT."""
-
-
-class LeaderCancelled(Exception):
-    """The caller leading a flight was cancelled; a follower takes over."""
-
-
-_computing: contextvars.ContextVar[frozenset[Key]] = contextvars.ContextVar("fence_computing", default=frozenset())
-
-
-def computing(key: Key) -> contextvars.Token[frozenset[Key]]:
-    """Mark ``key`` as being computed in this context (re-entry detection)."""
-    return _computing.set(_computing.get() | {key})
-
-
-def reset_computing(token: contextvars.Token[frozenset[Key]]) -> None:
-    _computing.reset(token)
-
-
-class Flights:
-    """In-process single-flight: one computation per key, shared by threads and tasks."""
-
-    def __init__(self) -> None:
-        self._flights: dict[Key, concurrent.futures.Future[Any]] = {}
-        self._lock = threading.Lock()
-
-    def join(self, key: Key) -> tuple[concurrent.futures.Future[Any], bool]:
-        """The key's flight and whether the caller leads it."""
-        with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                return flight, False
-            flight = self._flights[key] = concurrent.futures.Future()
-            return flight, True
-
-    def get(self, key: Key) -> concurrent.futures.Future[Any] | None:
-        return self._flights.get(key)
-
-    def land(self, key: Key, flight: concurrent.futures.Future[Any], steps: Steps) -> Steps:
-        """Run the leader's steps and hand their outcome to every follower."""
-        try:
-            result = yield from steps
-        except BaseException as exc:
-            # A cancelled leader must not cancel its followers: they take over instead.
-            flight.set_exception(exc if isinstance(exc, Exception) else LeaderCancelled(repr(exc)))
-            raise
-        else:
-            flight.set_result(result)
-            return result
-        finally:
-            with self._lock:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
-
-
-class Deltas(dict[Key, float]):
-    """The last recompute time seen per key in this process (bounded).
-
-    A leader writes ``now + delta`` into its lock entry, so waiters that
-    cannot be woken (memcached) sleep until then; after a hard expiry the
-    envelope that carried delta is gone, so every read of an envelope and
-    every recompute leaves it here.
-    """
-
-    LIMIT = 10_000
-
-    def learn(self, key: Key, entry: Any) -> None:
-        if type(entry) is Envelope:
-            self.remember(key, entry.delta)
-
-    def remember(self, key: Key, delta: float) -> None:
-        if len(self) >= self.LIMIT:
-            self.clear()
-        self[key] = delta
+class FenceReentryError(RuntimeError):
+    """A recompute asked for its own key; waiting for itself would hang forever."""
 
 
 class Fence:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 
-from django_fence.engine import Envelope
+from django_fence.envelope import Envelope
 from tests.conftest import backing_config, fenced_caches
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from django_fence.conf import FenceOptions, parse_options
-from django_fence.engine import Envelope, Step, decide
+from django_fence.envelope import Envelope, Step, decide
 from django_fence.store import MISSING
 
 OPTS = FenceOptions(beta=1.0, lock_timeout=10, wait_timeout=5, grace=60)
