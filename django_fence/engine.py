@@ -234,7 +234,7 @@ class Fence:
         limit = min(remaining, self.opts.lock_timeout / 4)
         if self.lock.notifies:
             yield Wake(watch, limit)
-            return (yield Call("store", "get", (key,))), None
+            return (yield Call("store", "get_primary", (key,))), None
         yield Sleep((yield Call("lock", "pause", (holder or key, watch, limit))))
         return (yield Call("lock", "peek", (key,)))
 

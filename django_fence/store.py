@@ -57,12 +57,39 @@ class CacheStore:
         with translated("add"):
             return bool(self.cache.add(key.name, value, ttl, version=key.version))
 
+    def get_primary(self, key: Key) -> Any:
+        """``get`` from the server that takes the writes.
+
+        Around the lock the engine must see what the leader wrote: with
+        replicas (several LOCATIONs), Django's RedisCache and django-redis read
+        from a replica, which may not have the value yet, and a waiter that
+        misses it would take the lock and recompute.
+        """
+        return self._primary_many([key.name], key.version).get(key.name, MISSING)
+
     def value_and_generation(self, key: Key) -> tuple[Any, int | None]:
-        """The key's current value (or MISSING) and its generation, in one round trip."""
+        """The key's current value (or MISSING) and its generation, in one round trip, from the primary."""
         generation = key.name + GENERATION_SUFFIX
-        with translated("get_many"):
-            found = self.cache.get_many([key.name, generation], version=key.version)
+        found = self._primary_many([key.name, generation], key.version)
         return found.get(key.name, MISSING), found.get(generation)
+
+    def _primary_many(self, names: list[str], version: int | None) -> dict[str, Any]:
+        cache: Any = self.cache
+        with translated("get_many"):
+            module = type(cache).__module__
+            if module == "django.core.cache.backends.redis":
+                raw = [cache.make_and_validate_key(name, version) for name in names]
+                client = cache._cache.get_client(write=True)
+                loads = cache._cache._serializer.loads
+                return {name: loads(value) for name, value in zip(names, client.mget(raw), strict=True)
+                        if value is not None}
+            if module.startswith("django_redis"):
+                from django_redis.client import DefaultClient
+
+                if isinstance(cache.client, DefaultClient):
+                    primary = cache.client.get_client(write=True)
+                    return dict(cache.client.get_many(names, version=version, client=primary))
+            return dict(self.cache.get_many(names, version=version))
 
     def bump_generation(self, key: Key) -> None:
         """Invalidate in-flight recomputes of ``key``: its generation only ever grows."""

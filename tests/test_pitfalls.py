@@ -202,3 +202,24 @@ def test_unknown_lock_owner_cannot_release(fenced: Any) -> None:
     assert lock.release(key, "intruder") is False
     assert lock.acquire(key, "intruder", 5, time.time()) is False
     assert lock.release(key, "owner") is True
+
+
+# Replicas: what the leader wrote is read back from the primary ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["redis", "django_redis"])
+def test_waiters_read_the_primary_when_replicas_lag(kind: str) -> None:
+    """A replica that never catches up: reads around the lock must not miss the leader's value."""
+    from tests import servers
+    from tests.workers import run_in_processes as run
+
+    primary, lagging = servers.start_redis(), servers.start_redis()  # the "replica" never replicates
+    try:
+        backing = backing_config(kind, primary.url)
+        backing["LOCATION"] = [primary.url, lagging.url]  # writes go to the first, reads to the others
+        results = run(3, "hit_cold_key", fenced_caches(backing), key="replicated", threads=5, compute_seconds=0.3)
+        assert [r["errors"] for r in results] == [[]] * 3
+        assert sum(r["recomputes"] for r in results) == 1
+    finally:
+        primary.stop()
+        lagging.stop()
