@@ -20,7 +20,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from .engine import UNREACHABLE, Fence
-from .envelope import Step, unwrap
 from .exceptions import BackendUnavailable
 from .flights import Carried, FlightTimeout, carry, computing, reset_computing
 from .ops import Call, Compute, Follow, Op, Sleep, Wake
@@ -64,12 +63,10 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
     try:
         entry = await off_loop(lambda: fence().store.get(key))
     except BackendUnavailable:
-        entry, step = UNREACHABLE, Step.MISS
-    else:
-        step = here.look(key, entry)
-        if step is Step.HIT:
-            return unwrap(entry)
-    steps = here.steps(key, timeout, entry, step)
+        entry = UNREACHABLE
+    value, steps = here.begin(key, timeout, entry)
+    if steps is None:
+        return value
     result: Any = None
     error: BaseException | None = None
     cancelled: BaseException | None = None  # delivered at the step after the call it interrupted

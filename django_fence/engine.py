@@ -75,12 +75,10 @@ class Fence:
         try:  # the hit path stays outside the generator: one read, one decision
             entry = self.store.get(key)
         except BackendUnavailable:
-            entry, step = UNREACHABLE, Step.MISS
-        else:
-            step = self.look(key, entry)
-            if step is Step.HIT:
-                return unwrap(entry)
-        steps = self.steps(key, timeout, entry, step)
+            entry = UNREACHABLE
+        value, steps = self.begin(key, timeout, entry)
+        if steps is None:
+            return value
         result: Any = None
         error: BaseException | None = None
         while True:
@@ -153,10 +151,17 @@ class Fence:
             self.stats.add("hits")
         return step
 
+    def begin(self, key: Key, timeout: float | None, entry: Any) -> tuple[Any, Steps | None]:
+        """After the first read (UNREACHABLE if it failed): the value on a hit, else the steps to run."""
+        if entry is UNREACHABLE:
+            return None, self._fail_open(key)
+        step = self.look(key, entry)
+        if step is Step.HIT:
+            return unwrap(entry), None
+        return None, self.steps(key, timeout, entry, step)
+
     def steps(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
         """Everything ``get_or_set`` does after a first read that was not a hit, as operations."""
-        if entry is UNREACHABLE:
-            return (yield from self._fail_open(key))
         flight, leader = self.flights.join(key)
         if leader:
             if step is Step.MISS:
@@ -183,11 +188,9 @@ class Fence:
         try:
             entry = yield Call("store", "get", (key,))
         except BackendUnavailable:
-            return (yield from self._fail_open(key))
-        step = self.look(key, entry)
-        if step is Step.HIT:
-            return unwrap(entry)
-        return (yield from self.steps(key, timeout, entry, step))
+            entry = UNREACHABLE
+        value, steps = self.begin(key, timeout, entry)
+        return value if steps is None else (yield from steps)
 
     def _lead(self, key: Key, timeout: float | None, entry: Any, step: Step) -> Steps:
         try:

@@ -53,10 +53,6 @@ class CacheStore:
         with translated("set"):
             self.cache.set(key.name, value, ttl, version=key.version)
 
-    def add(self, key: Key, value: Any, ttl: float | None) -> bool:
-        with translated("add"):
-            return bool(self.cache.add(key.name, value, ttl, version=key.version))
-
     def get_primary(self, key: Key) -> Any:
         """``get`` from the server that takes the writes.
 

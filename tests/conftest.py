@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,24 +33,24 @@ def pytest_configure(config: pytest.Config) -> None:
             pytest.exit(str(exc), returncode=4)
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    if os.environ.get("FENCE_TEST_REDIS_URL"):
-        yield os.environ["FENCE_TEST_REDIS_URL"]
+def _server(variable: str, start: Callable[[], servers.Server]) -> Iterator[str]:
+    """The server named by ``variable`` if set, else one started (and stopped) by the session."""
+    if os.environ.get(variable):
+        yield os.environ[variable]
         return
-    server = servers.start_redis()
+    server = start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from _server("FENCE_TEST_REDIS_URL", servers.start_redis)
 
 
 @pytest.fixture(scope="session")
 def memcached_location() -> Iterator[str]:
-    if os.environ.get("FENCE_TEST_MEMCACHED"):
-        yield os.environ["FENCE_TEST_MEMCACHED"]
-        return
-    server = servers.start_memcached()
-    yield server.url
-    server.stop()
+    yield from _server("FENCE_TEST_MEMCACHED", servers.start_memcached)
 
 
 def backing_config(kind: str, location: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,6 +66,27 @@ class Counter:
 def store_envelope(cache: Any, key: str, value: Any, soft_in: float, delta: float, hard: float = 300) -> None:
     now = time.time()
     caches["backing"].set(key, Envelope(value, now + soft_in, delta, now), hard)
+
+
+@contextlib.contextmanager
+def refresh_in_progress(fenced: Any, key: str) -> Iterator[None]:
+    """``key`` holds a stale "old"; inside the block, a refresh of it is computing (to "recomputed")."""
+    store_envelope(fenced, key, "old", soft_in=-1, delta=0.1)
+    started, finish = threading.Event(), threading.Event()
+
+    def compute() -> str:
+        started.set()
+        finish.wait(10)
+        return "recomputed"
+
+    worker = threading.Thread(target=lambda: fenced.get_or_set(key, compute, 60))
+    worker.start()
+    assert started.wait(10)
+    try:
+        yield
+    finally:
+        finish.set()
+        worker.join(10)
 
 
 # -- one recompute -----------------------------------------------------------------------------------
@@ -395,20 +417,8 @@ def test_mark_stale_refreshes_once_and_readers_keep_the_old_value(fenced: Any) -
 @pytest.mark.parametrize("invalidate", ["delete", "mark_stale"])
 def test_recompute_running_during_an_invalidation_is_not_stored(fenced: Any, invalidate: str) -> None:
     """cacheops #302: a write after an invalidation must not bring the old data back as fresh."""
-    store_envelope(fenced, "inval", "old", soft_in=-1, delta=0.1)  # stale: the next read refreshes
-    started, finish = threading.Event(), threading.Event()
-
-    def compute() -> str:
-        started.set()
-        finish.wait(10)
-        return "computed-before-invalidation"
-
-    worker = threading.Thread(target=lambda: fenced.get_or_set("inval", compute, 60))
-    worker.start()
-    assert started.wait(10)
-    getattr(fenced, invalidate)("inval")
-    finish.set()
-    worker.join(10)
+    with refresh_in_progress(fenced, "inval"):
+        getattr(fenced, invalidate)("inval")
     expected = None if invalidate == "delete" else "old"
     assert fenced.get("inval") == expected
 
@@ -467,20 +477,8 @@ def test_one_waiter_takes_over_across_processes_when_the_holder_hangs(fenced_con
 
 
 def test_set_during_a_refresh_is_not_overwritten(fenced: Any) -> None:
-    store_envelope(fenced, "written", "old", soft_in=-1, delta=0.1)
-    started, finish = threading.Event(), threading.Event()
-
-    def compute() -> str:
-        started.set()
-        finish.wait(10)
-        return "stale-recompute"
-
-    worker = threading.Thread(target=lambda: fenced.get_or_set("written", compute, 60))
-    worker.start()
-    assert started.wait(10)
-    fenced.set("written", "written-meanwhile")
-    finish.set()
-    worker.join(10)
+    with refresh_in_progress(fenced, "written"):
+        fenced.set("written", "written-meanwhile")
     assert fenced.get("written") == "written-meanwhile"
 
 
