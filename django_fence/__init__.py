@@ -1,3 +1,17 @@
+"""django-fence: a stampede-proof cache backend for Django, and what is built on it."""
+
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["fenced", "fenced_cache_page"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy (PEP 562): importing the package must not import Django's HTTP machinery before setup.
+    if name in __all__:
+        from . import decorators
+
+        return getattr(decorators, name)
+    raise AttributeError(f"module 'django_fence' has no attribute {name!r}")

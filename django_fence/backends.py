@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .aio import aget_or_set, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
 from .engine import Fence
-from .envelope import Envelope, unwrap
+from .envelope import Envelope, untimed, unwrap
 from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
@@ -143,18 +143,23 @@ class FencedCache(BaseCache):
         return {self._key(key, version): key for key in keys}
 
     # -- the fenced operations --------------------------------------------------------------------
-    def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
-        """Django's get_or_set, with the callable run once however many callers miss at once."""
+    def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None,
+                   *, grace: float | None = None) -> Any:
+        """Django's get_or_set, with the callable run once however many callers miss at once.
+
+        ``grace`` overrides the alias's GRACE for this key. The callable may
+        return :class:`~django_fence.envelope.Timed` to choose its own timeout.
+        """
         compute = default if callable(default) else (lambda: default)
         inner = self.inner
         ttl = self._timeout(timeout, inner)
         if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
             existing = self.get(key, MISSING, version)
-            return compute() if existing is MISSING else existing
-        return self._fence(inner).get_or_set(self._key(key, version, inner), compute, ttl)
+            return untimed(compute()) if existing is MISSING else existing
+        return self._fence(inner).with_grace(grace).get_or_set(self._key(key, version, inner), compute, ttl)
 
     async def aget_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT,
-                          version: int | None = None) -> Any:
+                          version: int | None = None, *, grace: float | None = None) -> Any:
         """``get_or_set`` for async code; ``default`` may be a value, a function or an async function."""
         compute = default if callable(default) else (lambda: default)
         ttl = self._timeout(timeout)
@@ -163,8 +168,9 @@ class FencedCache(BaseCache):
             if existing is not MISSING:
                 return existing
             result = compute()
-            return await result if inspect.isawaitable(result) else result
-        return await aget_or_set(self._fence, self._key(key, version), compute, ttl)
+            return untimed(await result if inspect.isawaitable(result) else result)
+        fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
+        return await aget_or_set(fence, self._key(key, version), compute, ttl)
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's incr_version; an unnamespaced fence starts from the wrapped alias's VERSION."""

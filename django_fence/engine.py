@@ -10,6 +10,8 @@ sans-I/O style of h11). The decisions on an entry are in envelope.py.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
+import dataclasses
 import logging
 import math
 import random
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .conf import FenceOptions
-from .envelope import Envelope, Step, decide, same_entry, unwrap
+from .envelope import Envelope, Step, Timed, decide, same_entry, untimed, unwrap
 from .exceptions import BackendUnavailable
 from .flights import (
     Abandoned,
@@ -60,6 +62,14 @@ class Fence:
         self.deltas = Deltas() if deltas is None else deltas
         self.clock = clock
         self._draw = draw
+
+    def with_grace(self, grace: float | None) -> Fence:
+        """This fence with another grace window (a per-call GRACE, as the page decorator takes)."""
+        if grace is None or grace == self.opts.grace:
+            return self
+        other = copy.copy(self)
+        other.opts = dataclasses.replace(self.opts, grace=float(grace))
+        return other
 
     def draw(self) -> float:
         return 1.0 - self._draw()  # random() is in [0, 1); log() needs (0, 1]
@@ -259,7 +269,7 @@ class Fence:
                 return unwrap(seen)
             self.deltas.remember(key, delta)
             yield from self._store(key, value, timeout, delta, generation, current)
-            return value
+            return untimed(value)
         finally:
             try:
                 yield Call("lock", "release", (lock, token, key))
@@ -269,6 +279,9 @@ class Fence:
     def _store(self, key: Key, value: Any, timeout: float | None, delta: float, generation: int | None,
                before: Any) -> Steps:
         """Store a fresh envelope unless ``key`` was invalidated or written while we computed."""
+        grace = self.opts.grace
+        if type(value) is Timed:  # the computation chose its timeout
+            value, timeout, grace = value.value, value.timeout, grace if value.grace else 0.0
         try:
             current, generation_now = yield Call("store", "value_and_generation", (key,))
             if generation_now != generation or (current is not MISSING and not same_entry(current, before)):
@@ -280,7 +293,7 @@ class Fence:
             if timeout is None:
                 yield Call("store", "set", (key, Envelope(value, math.inf, delta, now), None))
             else:
-                yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + self.opts.grace))
+                yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + grace))
         except BackendUnavailable:
             self.stats.add("errors")
             logger.warning("fence %s: could not store %s", self.name, key, exc_info=True)
@@ -315,7 +328,7 @@ class Fence:
         finally:
             watch.close()
         value, _ = yield Compute(key)  # nobody could take over within a lease: compute, store nothing
-        return value
+        return untimed(value)
 
     def _take_over_in_process(self, key: Key, timeout: float | None, entry: Any) -> Steps:
         """This process's leader is late: serve stale, else one follower takes over."""
@@ -339,4 +352,4 @@ class Fence:
 
     def _fail_open_compute(self, key: Key) -> Steps:
         value, _ = yield Compute(key)
-        return value
+        return untimed(value)

@@ -35,6 +35,24 @@ class Envelope(NamedTuple):
     stored_at: float
 
 
+class Timed(NamedTuple):
+    """What a computation returns to decide its own timeout (the page decorator learns it from the response).
+
+    ``grace=False`` stores the value without a stale window: it is gone at its
+    timeout. The page decorator uses that for short markers whose only job is
+    to release the callers waiting at that moment.
+    """
+
+    value: Any
+    timeout: float | None
+    grace: bool = True
+
+
+def untimed(result: Any) -> Any:
+    """The value a computation produced, without its timeout."""
+    return result.value if type(result) is Timed else result
+
+
 class Step(enum.Enum):
     HIT = "hit"  # serve the value
     EARLY = "early"  # XFetch picked this caller to refresh before expiry
