@@ -1,4 +1,10 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("pages/slow/", views.slow_page),
+    path("pages/async-slow/", views.async_slow_page),
+]
