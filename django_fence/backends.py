@@ -22,9 +22,9 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from .aio import aget_or_set, off_loop
+from .aio import ARun, aget_or_set, astart, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Fence
+from .engine import Fence, Run
 from .envelope import Envelope, untimed, unwrap
 from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
@@ -171,6 +171,24 @@ class FencedCache(BaseCache):
             return untimed(await result if inspect.isawaitable(result) else result)
         fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
         return await aget_or_set(fence, self._key(key, version), compute, ttl)
+
+    def start(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+              grace: float | None = None) -> Run:
+        """Begin a get-or-compute whose value the caller supplies later (``run.supply(value)``).
+
+        For computations that are not one function call: the cache middleware
+        pair starts the run in its fetch half and supplies the page in its
+        update half. ``run.computing`` says whether this caller must supply
+        the value (it holds the lock); otherwise ``run.value`` is the value.
+        """
+        inner = self.inner
+        return self._fence(inner).with_grace(grace).start(self._key(key, version, inner), self._timeout(timeout, inner))
+
+    async def astart(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+                     grace: float | None = None) -> ARun:
+        """``start`` for async code."""
+        fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
+        return await astart(fence, self._key(key, version), self._timeout(timeout))
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's incr_version; an unnamespaced fence starts from the wrapped alias's VERSION."""

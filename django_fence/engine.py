@@ -81,28 +81,28 @@ class Fence:
     # -- the sync driver ------------------------------------------------------------------------------
     def get_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
         """The value of ``key``; ``compute()`` runs once across processes when it must."""
+        run = self.start(key, timeout)
+        while run.computing:
+            token = computing(key)
+            try:
+                value = compute()
+            except BaseException as exc:
+                reset_computing(token)
+                run.fail(exc)
+                continue
+            reset_computing(token)
+            run.supply(value)
+        return run.value
+
+    def start(self, key: Key, timeout: float | None) -> Run:
+        """Begin a get-or-compute that stops where the value must be computed (see :class:`Run`)."""
         self.check_reentry(key)
         try:  # the hit path stays outside the generator: one read, one decision
             entry = self.store.get(key)
         except BackendUnavailable:
             entry = UNREACHABLE
         value, steps = self.begin(key, timeout, entry)
-        if steps is None:
-            return value
-        result: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op = steps.throw(error) if error is not None else steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            except Carried as carried:
-                raise carried.exception from None
-            result, error = None, None
-            try:
-                result = self._do(op, compute)
-            except BaseException as exc:
-                error = carry(exc)
+        return Run(self, steps, value)
 
     def abandon(self, steps: Steps) -> None:
         """Run what a closed driver leaves to clean up (lock releases), with blocking calls."""
@@ -113,7 +113,7 @@ class Fence:
                     op = steps.throw(Abandoned())
                     continue
                 try:
-                    result = self._do(op, lambda: None)
+                    result = self._do(op)
                 except BaseException as exc:
                     op = steps.throw(exc)
                 else:
@@ -121,27 +121,19 @@ class Fence:
         except BaseException:
             return
 
-    def _do(self, op: Op, compute: Callable[[], Any]) -> Any:
+    def _do(self, op: Op) -> Any:
         if type(op) is Call:
             return getattr(getattr(self, op.target), op.method)(*op.args)
         if type(op) is Sleep:
             return time.sleep(op.seconds)
         if type(op) is Wake:
             return op.watch.wait(op.timeout)
-        if type(op) is Follow:
-            # Not flight.result(timeout): the leader's own TimeoutError would read as ours (3.11+).
-            done, _ = concurrent.futures.wait([op.flight], op.timeout)
-            if not done:
-                raise FlightTimeout
-            return op.flight.result()
-        assert type(op) is Compute
-        token = computing(op.key)
-        started = time.monotonic()
-        try:
-            value = compute()
-        finally:
-            reset_computing(token)
-        return value, self.computed(started)
+        assert type(op) is Follow
+        # Not flight.result(timeout): the leader's own TimeoutError would read as ours (3.11+).
+        done, _ = concurrent.futures.wait([op.flight], op.timeout)
+        if not done:
+            raise FlightTimeout
+        return op.flight.result()
 
     def computed(self, started: float) -> float:
         """Count a recompute that began at ``started`` (monotonic); return how long it took."""
@@ -353,3 +345,68 @@ class Fence:
     def _fail_open_compute(self, key: Key) -> Steps:
         value, _ = yield Compute(key)
         return untimed(value)
+
+
+class Run:
+    """One sync get-or-compute that stops where the value must be computed, until it is supplied.
+
+    ``Fence.get_or_set`` supplies the value at once by calling the function.
+    The cache middleware pair supplies it later: the fetch middleware starts
+    the run and lets the request go on; the update middleware supplies the
+    finished page. Until then the lock is held and the other callers wait.
+    """
+
+    def __init__(self, fence: Fence, steps: Steps | None, value: Any = None) -> None:
+        self.fence, self._steps, self.value = fence, steps, value
+        self._started: float | None = None
+        if steps is not None:
+            self._advance(None, None)
+
+    @property
+    def computing(self) -> bool:
+        """Whether the run waits for this caller to supply the value."""
+        return self._started is not None
+
+    def supply(self, value: Any) -> Any:
+        """Hand over the computed value (stored, shared); return what the caller gets."""
+        started, self._started = self._started, None
+        if started is None:
+            raise RuntimeError("this run is not waiting for a value")
+        self._advance((value, self.fence.computed(started)), None)
+        return self.value
+
+    def fail(self, error: BaseException) -> Any:
+        """The computation raised: the algorithm releases the lock, then re-raises or serves stale."""
+        self._started = None
+        self._advance(None, carry(error))
+        return self.value
+
+    def abandon(self) -> None:
+        """Give up without a value (releases the lock)."""
+        steps, self._steps, self._started = self._steps, None, None
+        if steps is not None:
+            self.fence.abandon(steps)
+
+    def _advance(self, result: Any, error: BaseException | None) -> None:
+        steps = self._steps
+        assert steps is not None
+        while True:
+            try:
+                op = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                self._steps, self.value = None, stop.value
+                return
+            except Carried as carried:
+                self._steps = None
+                raise carried.exception from None
+            except BaseException:
+                self._steps = None
+                raise
+            result, error = None, None
+            if type(op) is Compute:
+                self._started = time.monotonic()
+                return
+            try:
+                result = self.fence._do(op)
+            except BaseException as exc:
+                error = carry(exc)

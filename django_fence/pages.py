@@ -24,13 +24,12 @@ marker releases them at once and each renders its own (PITFALLS 17).
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import pickle
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from asgiref.sync import sync_to_async
 from django.core.cache import caches
@@ -129,8 +128,6 @@ class PageCache:
             self.update.cache_timeout = cache_timeout
         self.update.page_timeout = timeout  # type: ignore[attr-defined]  # Django 4.1+, missing from the stubs
         self.grace = grace
-        self._handed_out: weakref.WeakSet[HttpResponseBase] = weakref.WeakSet()
-        self._handed_out_lock = threading.Lock()
 
     # -- the pieces ------------------------------------------------------------------------------
     @property
@@ -193,17 +190,12 @@ class PageCache:
             return response, Timed(response, timeout)
         return response, (key, Timed(response, timeout))
 
-    def claim(self, response: HttpResponseBase) -> None:
-        """Mark ``response`` as shared: whoever else receives this object works on a copy."""
-        with self._handed_out_lock:
-            self._handed_out.add(response)
-
     def hit(self, request: HttpRequest, headerlist: Any, response: HttpResponseBase) -> HttpResponseBase:
         """Finish a hit as Django does; a response this process's waiters share is copied first."""
-        with self._handed_out_lock:
-            shared = response in self._handed_out
+        with _handed_out_lock:
+            shared = response in _handed_out
             if not shared:
-                self._handed_out.add(response)
+                _handed_out.add(response)
         if shared:  # the followers of one in-process flight got the same object; each needs its own
             response = _copy(response)
         token = _cache_for_django.set(_Replay(headerlist, response))
@@ -221,85 +213,169 @@ class PageCache:
         """
         page = value.value if type(value) is Timed else value[1].value if type(value) is tuple else None
         if page is response:
-            self.claim(response)
+            with _handed_out_lock:
+                _handed_out.add(response)
             return _copy(response)
         return response
 
-    # -- the sync flow -------------------------------------------------------------------------------
-    def serve(self, request: HttpRequest, get_response: Callable[[HttpRequest], HttpResponseBase]) -> HttpResponseBase:
-        """The response to ``request``: from the cache, or rendered once by ``get_response``."""
+    # -- the two halves: before the view (fetch) and after it (update) ---------------------------------
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        """The page from the cache, or None: the request goes on, and ``after`` gets its response.
+
+        None leaves a note on the request: this caller renders for the others
+        (a run waits for its page), or renders its own (the leader's page
+        could not be shared).
+        """
         if request.method not in ("GET", "HEAD"):
-            return get_response(request)
+            return None
         cache = self.cache
-        mine: list[HttpResponseBase] = []
-
-        def render(fenced_key: str) -> Any:
-            response = _rendered(get_response(request))
-            response, value = self.store(request, response, fenced_key)
-            mine.append(self.leader(response, value))
-            if type(value) is tuple:  # stored under its learnt key (the cold render): through the fence
-                key, page = value
-                cache.get_or_set(key, lambda: page, grace=self.grace)
-                return Timed(LOOK_AGAIN, MARKER_TTL, grace=False)
-            return value
-
         for _ in range(2):  # a cold render, then the page under its real key
             key, headerlist, page = self.lookup(request)
             if page is not None:
                 return self.hit(request, headerlist, page)
-            value = cache.get_or_set(key, functools.partial(render, key), grace=self.grace)
-            if mine:
-                return mine[0]
-            if value == LOOK_AGAIN:
+            run = cache.start(key, grace=self.grace)
+            if run.computing:
+                request._fence_page = _Pending(run, key, headerlist)  # type: ignore[attr-defined]
+                return None
+            if run.value == LOOK_AGAIN:
                 continue
-            if isinstance(value, HttpResponseBase):
-                return self.hit(request, headerlist, value)
+            if isinstance(run.value, HttpResponseBase):
+                return self.hit(request, headerlist, run.value)
             break  # PASS: the leader's answer cannot be shared
-        return self.own(request, get_response(request))
+        request._fence_page = _OWN  # type: ignore[attr-defined]
+        return None
 
-    def own(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        """A caller's own render after a PASS: Django's headers, stored if this one may be."""
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        """Store the page if Django would, hand it to the callers waiting for it, return the caller's copy."""
+        pending = request.__dict__.pop("_fence_page", None)
+        if pending is None:
+            return response
         response = _rendered(response)
-        response, value = self.store(request, response, "")
-        if type(value) is tuple:
-            key, page = value
-            self.cache.get_or_set(key, lambda: page, grace=self.grace)
-        return response
+        if pending is _OWN:
+            response, value = self.store(request, response, "")
+            self._store_elsewhere(value)
+            return response
+        try:
+            response, value = self.store(request, response, pending.key)
+            mine = self.leader(response, value)
+            value = self._store_elsewhere(value)
+        except BaseException as exc:
+            pending.run.fail(exc)
+            raise
+        pending.run.supply(value)
+        return mine
 
-    # -- the async flow ------------------------------------------------------------------------------
-    async def aserve(self, request: HttpRequest,
-                     get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
-        """``serve`` for async views: every blocking cache call runs off the event loop."""
-        if request.method not in ("GET", "HEAD"):
-            return await get_response(request)
-        cache = self.cache
-        mine: list[HttpResponseBase] = []
+    def failed(self, request: HttpRequest, error: Exception) -> HttpResponseBase | None:
+        """The view raised: the callers waiting are released; a stale page is returned if there is one."""
+        pending = request.__dict__.pop("_fence_page", None)
+        if not isinstance(pending, _Pending):
+            return None
+        stale = pending.run.fail(error)  # re-raises ``error`` unless a stale page can be served
+        return self.hit(request, pending.headerlist, stale) if isinstance(stale, HttpResponseBase) else None
 
-        async def render(fenced_key: str) -> Any:
-            response = await _arendered(await get_response(request))
-            response, value = await off_loop(self.store, request, response, fenced_key)
-            mine.append(self.leader(response, value))
-            if type(value) is tuple:
-                key, page = value
-                await cache.aget_or_set(key, lambda: page, grace=self.grace)
-                return Timed(LOOK_AGAIN, MARKER_TTL, grace=False)
+    def _store_elsewhere(self, value: Any) -> Any:
+        """A page learnt under another key than the one fenced (the cold render): store it there, fenced."""
+        if type(value) is not tuple:
             return value
+        key, page = value
+        self.cache.get_or_set(key, lambda: page, grace=self.grace)
+        return Timed(LOOK_AGAIN, MARKER_TTL, grace=False)
 
+    def serve(self, request: HttpRequest, get_response: Callable[[HttpRequest], HttpResponseBase]) -> HttpResponseBase:
+        """The response to ``request``: from the cache, or rendered once by ``get_response``."""
+        response = self.before(request)
+        if response is not None:
+            return response
+        try:
+            response = get_response(request)
+        except Exception as exc:
+            stale = self.failed(request, exc)
+            if stale is None:
+                raise
+            return stale
+        return self.after(request, response)
+
+    # -- the same for async code: every blocking cache call runs off the event loop --------------------
+    async def abefore(self, request: HttpRequest) -> HttpResponseBase | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
+        cache = self.cache
         for _ in range(2):
             key, headerlist, page = await off_loop(self.lookup, request)
             if page is not None:
                 return self.hit(request, headerlist, page)
-            value = await cache.aget_or_set(key, functools.partial(render, key), grace=self.grace)
-            if mine:
-                return mine[0]
-            if value == LOOK_AGAIN:
+            run = await cache.astart(key, grace=self.grace)
+            if run.computing:
+                request._fence_page = _Pending(run, key, headerlist)  # type: ignore[attr-defined]
+                return None
+            if run.value == LOOK_AGAIN:
                 continue
-            if isinstance(value, HttpResponseBase):
-                return self.hit(request, headerlist, value)
+            if isinstance(run.value, HttpResponseBase):
+                return self.hit(request, headerlist, run.value)
             break
-        response = await _arendered(await get_response(request))
-        own: HttpResponseBase = await off_loop(self.own, request, response)
-        return own
+        request._fence_page = _OWN  # type: ignore[attr-defined]
+        return None
+
+    async def aafter(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        pending = request.__dict__.pop("_fence_page", None)
+        if pending is None:
+            return response
+        response = await _arendered(response)
+        if pending is _OWN:
+            response, value = await off_loop(self.store, request, response, "")
+            await self._astore_elsewhere(value)
+            return response
+        try:
+            response, value = await off_loop(self.store, request, response, pending.key)
+            mine = self.leader(response, value)
+            value = await self._astore_elsewhere(value)
+        except BaseException as exc:
+            await pending.run.fail(exc)
+            raise
+        await pending.run.supply(value)
+        return mine
+
+    async def afailed(self, request: HttpRequest, error: Exception) -> HttpResponseBase | None:
+        pending = request.__dict__.pop("_fence_page", None)
+        if not isinstance(pending, _Pending):
+            return None
+        stale = await pending.run.fail(error)
+        return self.hit(request, pending.headerlist, stale) if isinstance(stale, HttpResponseBase) else None
+
+    async def _astore_elsewhere(self, value: Any) -> Any:
+        if type(value) is not tuple:
+            return value
+        key, page = value
+        await self.cache.aget_or_set(key, lambda: page, grace=self.grace)
+        return Timed(LOOK_AGAIN, MARKER_TTL, grace=False)
+
+    async def aserve(self, request: HttpRequest,
+                     get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
+        """``serve`` for async views."""
+        response = await self.abefore(request)
+        if response is not None:
+            return response
+        try:
+            response = await get_response(request)
+        except Exception as exc:
+            stale = await self.afailed(request, exc)
+            if stale is None:
+                raise
+            return stale
+        return await self.aafter(request, response)
+
+
+class _Pending(NamedTuple):
+    """On a request whose render the other callers wait for: the run to supply, the key it fences."""
+
+    run: Any
+    key: str
+    headerlist: Any
+
+
+_OWN = "own"  # on a request that renders its own page (the leader's could not be shared)
+_handed_out: weakref.WeakSet[HttpResponseBase] = weakref.WeakSet()
+_handed_out_lock = threading.Lock()
 
 
 def _copy(response: HttpResponseBase) -> HttpResponseBase:

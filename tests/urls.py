@@ -7,4 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("pages/slow/", views.slow_page),
     path("pages/async-slow/", views.async_slow_page),
+    path("site/<str:name>/", views.counted),
+    path("async-site/<str:name>/", views.async_counted),
 ]

@@ -165,9 +165,13 @@ def storm_twice(barrier: Any, key: str, threads: int, compute_seconds: float) ->
     return hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
 
 
-def storm_page(barrier: Any, path: str, threads: int) -> dict[str, Any]:
+def storm_page(barrier: Any, path: str, threads: int, middleware: list[str] | None = None) -> dict[str, Any]:
     """``threads`` threads of this process GET ``path`` at once through Django's test client."""
+    from django.conf import settings
     from django.test import Client
+
+    if middleware is not None:
+        settings.MIDDLEWARE = middleware
 
     bodies: list[str] = []
     statuses: list[int] = []
