@@ -161,7 +161,7 @@ class PageCache:
         if request.method == "HEAD":
             # As Django does: a stored GET page answers a HEAD; a HEAD is rendered and stored under its own key.
             page = cache.get(key)
-            if page is not None:
+            if isinstance(page, HttpResponseBase):  # not a marker left where a page could not be stored
                 return str(key), headerlist, page
             key = get_cache_key(request, self.key_prefix, "HEAD", cache=replay)
         return str(key), headerlist, None

@@ -360,6 +360,23 @@ def test_waiters_are_released_at_once_and_render_their_own_uncacheable_answer(pa
     assert len({r.content for r in results}) == count
 
 
+def test_a_head_request_where_a_get_could_not_be_stored_renders_its_own(page_caches: dict[str, Any]) -> None:
+    calls: list[str] = []
+
+    @fenced_cache_page(60)
+    def view(request: HttpRequest) -> HttpResponse:
+        calls.append(request.method)
+        response = HttpResponse("x", status=200 if len(calls) == 1 else 404)
+        patch_vary_headers(response, ["Accept-Language"])
+        return response
+
+    view(RequestFactory().get("/h"))  # stored: the header list is learnt
+    caches["default"].delete(get_cache_key(RequestFactory().get("/h"), cache=caches["default"]))
+    assert view(RequestFactory().get("/h")).status_code == 404  # not storable: a marker stands in its place
+    assert view(RequestFactory().head("/h")).status_code == 404
+    assert calls == ["GET", "GET", "HEAD"]
+
+
 def test_a_template_response_is_rendered_once_and_stored(page_caches: dict[str, Any]) -> None:
     renders: list[int] = []
     template = engines["django"].from_string("hello {{ who }}")
