@@ -141,6 +141,7 @@ def normalized(response: Any) -> dict[str, Any]:
         response.render()
     headers = dict(response.headers)
     expires = headers.pop("Expires", None)
+    age = headers.pop("Age", None)
     content = b"".join(response.streaming_content) if response.streaming else response.content
     return {
         "status": response.status_code,
@@ -148,6 +149,7 @@ def normalized(response: Any) -> dict[str, Any]:
         "headers": headers,
         "expires": email.utils.parsedate_to_datetime(expires).timestamp() if expires else None,
         "cookies": sorted((k, v.value) for k, v in response.cookies.items()),
+        "age": None if age is None else int(age),
     }
 
 
@@ -157,6 +159,9 @@ def same(ours: dict[str, Any], django: dict[str, Any]) -> None:
     assert ours["headers"] == django["headers"]
     assert ours["cookies"] == django["cookies"]
     assert (ours["expires"] is None) == (django["expires"] is None)
+    assert (ours["age"] is None) == (django["age"] is None)  # seconds apart when a second turns between the two
+    if ours["age"] is not None:
+        assert abs(ours["age"] - django["age"]) <= 1
     if ours["expires"] is not None:
         assert abs(ours["expires"] - django["expires"]) <= 2
 
