@@ -108,6 +108,8 @@ class ARun:
     def __init__(self, fence: Callable[[], Fence], here: Fence, steps: Steps | None, value: Any = None) -> None:
         self.fence, self.here, self._steps, self.value = fence, here, steps, value
         self._started: float | None = None
+        #: Whether the value came from another caller of this process (the very object that caller got).
+        self.followed = False
 
     @property
     def computing(self) -> bool:
@@ -154,6 +156,8 @@ class ARun:
             if type(op) is Compute:
                 self._started = time.monotonic()
                 return
+            if type(op) is Follow:
+                self.followed = True
             try:
                 result = await _do(op, self.fence)
             except Interrupted as interrupted:  # the call finished; its outcome first, then the cancellation

@@ -359,6 +359,8 @@ class Run:
     def __init__(self, fence: Fence, steps: Steps | None, value: Any = None) -> None:
         self.fence, self._steps, self.value = fence, steps, value
         self._started: float | None = None
+        #: Whether the value came from another caller of this process (the very object that caller got).
+        self.followed = False
         if steps is not None:
             self._advance(None, None)
 
@@ -406,6 +408,8 @@ class Run:
             if type(op) is Compute:
                 self._started = time.monotonic()
                 return
+            if type(op) is Follow:
+                self.followed = True
             try:
                 result = self.fence._do(op)
             except BaseException as exc:

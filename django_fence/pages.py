@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import pickle
-import threading
-import weakref
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -51,6 +49,7 @@ MARKER_TTL = 2
 COLD_SUFFIX = ".fence-cold"
 HEADER_KEY_PREFIX = "views.decorators.cache.cache_header."
 
+logger = logging.getLogger(__name__)
 _cache_for_django: contextvars.ContextVar[Any] = contextvars.ContextVar("fence_page_cache")
 
 
@@ -71,11 +70,18 @@ def fenced_alias(alias: str, what: str) -> Any:
 
 
 class _Capture:
-    """The cache Django's UpdateCacheMiddleware writes to: it keeps the page, writes the header list."""
+    """The cache Django's UpdateCacheMiddleware writes to: it keeps the page and the header list.
+
+    Both are written later, in an order Django's middleware cannot know: the
+    page first (through the fence), then the header list. A header list that
+    appeared before its page would send a request from another process to a
+    page key nobody holds a lock on yet, and it would render the page again.
+    """
 
     def __init__(self, cache: BaseCache, response: HttpResponseBase, grace: float) -> None:
         self.cache, self.response, self.grace = cache, response, grace
         self.stored: tuple[str, float] | None = None
+        self.headerlists: list[tuple[str, Any, Any, int | None]] = []
 
     def set(self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         if value is self.response:
@@ -85,7 +91,13 @@ class _Capture:
         # without it the stale page cannot be found and every caller would queue on a cold render.
         if isinstance(timeout, int | float) and timeout > 0:
             timeout = timeout + self.grace
-        self.cache.set(key, value, timeout, version)
+        self.headerlists.append((key, value, timeout, version))
+
+    def write_headerlists(self) -> None:
+        """Write the header lists Django learnt (once; later calls write nothing)."""
+        headerlists, self.headerlists = self.headerlists, []
+        for key, value, timeout, version in headerlists:
+            self.cache.set(key, value, timeout, version)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cache, name)
@@ -166,8 +178,9 @@ class PageCache:
             key = get_cache_key(request, self.key_prefix, "HEAD", cache=replay)
         return str(key), headerlist, None
 
-    def store(self, request: HttpRequest, response: HttpResponseBase, fenced_key: str) -> tuple[HttpResponseBase, Any]:
-        """Run Django's update step on a rendered response; (the response, what the fence stores).
+    def store(self, request: HttpRequest, response: HttpResponseBase,
+              fenced_key: str) -> tuple[HttpResponseBase, Any, _Capture]:
+        """Run Django's update step on a rendered response; (the response, what the fence stores, the capture).
 
         The stored value is the page itself when Django would store it under
         ``fenced_key``; a marker otherwise (PASS: not storable; LOOK_AGAIN:
@@ -184,20 +197,14 @@ class PageCache:
         assert isinstance(updated, HttpResponseBase)
         response = updated
         if capture.stored is None:
-            return response, Timed(PASS, MARKER_TTL, grace=False)
+            return response, Timed(PASS, MARKER_TTL, grace=False), capture
         key, timeout = capture.stored
         if key == fenced_key:
-            return response, Timed(response, timeout)
-        return response, (key, Timed(response, timeout))
+            return response, Timed(response, timeout), capture
+        return response, (key, Timed(response, timeout)), capture
 
     def hit(self, request: HttpRequest, headerlist: Any, response: HttpResponseBase) -> HttpResponseBase:
-        """Finish a hit as Django does; a response this process's waiters share is copied first."""
-        with _handed_out_lock:
-            shared = response in _handed_out
-            if not shared:
-                _handed_out.add(response)
-        if shared:  # the followers of one in-process flight got the same object; each needs its own
-            response = _copy(response)
+        """Finish a hit as Django does (its ``Age`` header on Django 5)."""
         token = _cache_for_django.set(_Replay(headerlist, response))
         try:
             result = self.fetch.process_request(request)
@@ -205,18 +212,22 @@ class PageCache:
             _cache_for_django.reset(token)
         return result or response
 
-    def leader(self, response: HttpResponseBase, value: Any) -> HttpResponseBase:
-        """The response the rendering caller returns: a copy, when the original goes to the waiters.
+    def settled(self, run: Any, key: str) -> Any:
+        """What a run that did not render gives this caller: a page of its own, or a marker.
 
-        The waiters copy the original while the leader's response travels back
-        through the middleware; the leader must not be changing that object.
+        A caller that followed this process's flight got the very object the
+        flight's leader got; a response is changed by the middleware it goes
+        through (headers, closers), so each follower reads its own copy.
         """
-        page = value.value if type(value) is Timed else value[1].value if type(value) is tuple else None
-        if page is response:
-            with _handed_out_lock:
-                _handed_out.add(response)
-            return _copy(response)
-        return response
+        value = run.value
+        if isinstance(value, HttpResponseBase) and run.followed:
+            try:
+                value = self.cache.get(key)
+            except Exception:  # the server went away since: this caller renders its own page
+                logger.warning("fenced page %s: could not read the page another caller stored", key, exc_info=True)
+                return PASS
+            return value if isinstance(value, HttpResponseBase) else PASS
+        return value
 
     # -- the two halves: before the view (fetch) and after it (update) ---------------------------------
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
@@ -237,10 +248,11 @@ class PageCache:
             if run.computing:
                 request._fence_page = _Pending(run, key, headerlist)  # type: ignore[attr-defined]
                 return None
-            if run.value == LOOK_AGAIN:
+            value = self.settled(run, key)
+            if value == LOOK_AGAIN:
                 continue
-            if isinstance(run.value, HttpResponseBase):
-                return self.hit(request, headerlist, run.value)
+            if isinstance(value, HttpResponseBase):
+                return self.hit(request, headerlist, value)
             break  # PASS: the leader's answer cannot be shared
         request._fence_page = _OWN  # type: ignore[attr-defined]
         return None
@@ -252,18 +264,21 @@ class PageCache:
             return response
         response = _rendered(response)
         if pending is _OWN:
-            response, value = self.store(request, response, "")
+            response, value, capture = self.store(request, response, "")
             self._store_elsewhere(value)
+            capture.write_headerlists()
             return response
         try:
-            response, value = self.store(request, response, pending.key)
-            mine = self.leader(response, value)
-            value = self._store_elsewhere(value)
+            response, value, capture = self.store(request, response, pending.key)
+            if type(value) is tuple:  # the cold render: the page, its header list, then the waiters
+                value = self._store_elsewhere(value)
+                capture.write_headerlists()
         except BaseException as exc:
             pending.run.fail(exc)
             raise
         pending.run.supply(value)
-        return mine
+        capture.write_headerlists()  # a warm render: the page is stored; a changed Vary is learnt
+        return response
 
     def failed(self, request: HttpRequest, error: Exception) -> HttpResponseBase | None:
         """The view raised: the callers waiting are released; a stale page is returned if there is one."""
@@ -308,10 +323,11 @@ class PageCache:
             if run.computing:
                 request._fence_page = _Pending(run, key, headerlist)  # type: ignore[attr-defined]
                 return None
-            if run.value == LOOK_AGAIN:
+            value = await off_loop(self.settled, run, key) if run.followed else run.value
+            if value == LOOK_AGAIN:
                 continue
-            if isinstance(run.value, HttpResponseBase):
-                return self.hit(request, headerlist, run.value)
+            if isinstance(value, HttpResponseBase):
+                return self.hit(request, headerlist, value)
             break
         request._fence_page = _OWN  # type: ignore[attr-defined]
         return None
@@ -322,18 +338,21 @@ class PageCache:
             return response
         response = await _arendered(response)
         if pending is _OWN:
-            response, value = await off_loop(self.store, request, response, "")
+            response, value, capture = await off_loop(self.store, request, response, "")
             await self._astore_elsewhere(value)
+            await off_loop(capture.write_headerlists)
             return response
         try:
-            response, value = await off_loop(self.store, request, response, pending.key)
-            mine = self.leader(response, value)
-            value = await self._astore_elsewhere(value)
+            response, value, capture = await off_loop(self.store, request, response, pending.key)
+            if type(value) is tuple:
+                value = await self._astore_elsewhere(value)
+                await off_loop(capture.write_headerlists)
         except BaseException as exc:
             await pending.run.fail(exc)
             raise
         await pending.run.supply(value)
-        return mine
+        await off_loop(capture.write_headerlists)
+        return response
 
     async def afailed(self, request: HttpRequest, error: Exception) -> HttpResponseBase | None:
         pending = request.__dict__.pop("_fence_page", None)
@@ -374,13 +393,6 @@ class _Pending(NamedTuple):
 
 
 _OWN = "own"  # on a request that renders its own page (the leader's could not be shared)
-_handed_out: weakref.WeakSet[HttpResponseBase] = weakref.WeakSet()
-_handed_out_lock = threading.Lock()
-
-
-def _copy(response: HttpResponseBase) -> HttpResponseBase:
-    copied: HttpResponseBase = pickle.loads(pickle.dumps(response, pickle.HIGHEST_PROTOCOL))
-    return copied
 
 
 def _rendered(response: HttpResponseBase) -> HttpResponseBase:

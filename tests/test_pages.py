@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template import engines
@@ -482,3 +484,59 @@ def test_middleware_renders_once_for_concurrent_requests(page_caches: dict[str, 
     results, errors, _ = in_threads(15, lambda: middleware(RequestFactory().get("/site")))
     assert not errors and len(renders) == 1
     assert len({r.content for r in results}) == 1
+
+
+class RecordingLocMemCache(LocMemCache):
+    """LocMemCache that records the keys it writes, in order."""
+
+    writes: list[str] = []
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        RecordingLocMemCache.writes.append(str(key))
+        super().set(key, value, timeout, version)
+
+
+def test_a_cold_render_stores_the_page_before_its_header_list(settings: Any) -> None:
+    """A header list without its page would send another process to a page key nobody holds a lock on."""
+    settings.CACHES = {"backing": {"BACKEND": "tests.test_pages.RecordingLocMemCache", "LOCATION": uuid.uuid4().hex},
+                       "default": fenced_over("backing")}
+    RecordingLocMemCache.writes.clear()
+    fenced_cache_page(60)(Counting("plain"))(build("GET", "/cold", {}, {}))
+    writes = [w for w in RecordingLocMemCache.writes if "views.decorators.cache" in w and "fence" not in w]
+    assert [w.split(".")[3] for w in writes] == ["cache_page", "cache_header"]
+
+
+def test_waiters_of_one_process_each_get_their_own_page_object(settings: Any) -> None:
+    """Followers of one in-process flight that READ a page rendered elsewhere must not share the object:
+    the handler changes it (closers, headers) while the others would be copying or changing it too."""
+    settings.CACHES = {"backing": locmem("backing"), "default": fenced_over("backing"),
+                       # "another process": its own flights (aliases are told apart by their config)
+                       "other": fenced_over("backing", CHECK_INTERVAL=0.004)}
+    started = threading.Event()
+
+    def render(request: HttpRequest) -> HttpResponse:
+        started.set()
+        time.sleep(0.3)
+        return HttpResponse("page")
+
+    here = fenced_cache_page(60, grace=0)(render)
+    elsewhere = fenced_cache_page(60, cache="other", grace=0)(render)
+    here(build("GET", "/shared", {}, {}))
+    caches["default"].mark_stale(get_cache_key(build("GET", "/shared", {}, {}), cache=caches["default"]))
+    started.clear()
+    renderer = threading.Thread(target=lambda: elsewhere(build("GET", "/shared", {}, {})))
+    renderer.start()
+    assert started.wait(5)
+
+    def get() -> HttpResponse:
+        response = here(build("GET", "/shared", {}, {}))
+        response._resource_closers.append(lambda: None)  # as the handler does; a lambda cannot be pickled
+        response["X-Mine"] = str(threading.get_ident())
+        time.sleep(0.05)
+        return response
+
+    results, errors, _ = in_threads(20, get)
+    renderer.join(10)
+    assert not errors, errors
+    assert len({id(r) for r in results}) == 20
+    assert all(r["X-Mine"] != "" and r.content == b"page" for r in results)
