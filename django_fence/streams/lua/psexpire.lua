@@ -1,5 +1,6 @@
 -- psexpire: remove, from each stream given, every pulled item whose block has ended.
--- KEYS in groups of three per stream: <name>:t, <name>:s, <name>:exp (see psadd.lua);
+-- KEYS in groups of three per stream: KEYS[1] <name>:t, KEYS[2] <name>:s, KEYS[3] <name>:exp,
+-- KEYS[4..6] the next stream's, ... (see psadd.lua);
 -- in cluster mode the caller groups streams by hash slot.
 -- ARGV[1] now in unix seconds, '' for the server's TIME. Compared in whole seconds, as
 -- good-redis does (expiry <= int(now)).
