@@ -23,7 +23,7 @@ from tests.streams_support import CountingClient, peer_client, skewed_clock, sna
 good_redis = pytest.importorskip("good_redis")  # installed by the Makefile (see its comment)
 
 pytestmark = pytest.mark.timeout(60)
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 PAST = datetime.datetime.now(UTC) - datetime.timedelta(hours=1)
 FUTURE = datetime.datetime.now(UTC) + datetime.timedelta(hours=1)
 
