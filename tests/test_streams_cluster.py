@@ -38,7 +38,7 @@ def test_a_script_that_builds_keys_inside_lua_fails_on_the_cluster(redis_cluster
     """What PITFALLS 22 is about: good-redis's psadd script names its keys inside Lua."""
     good_redis = pytest.importorskip("good_redis")
     script = redis_cluster_client.register_script(good_redis._client._script_psadd)
-    with pytest.raises(redis.exceptions.ResponseError, match="non local key|CROSSSLOT|cross slot"):
+    with pytest.raises(redis.exceptions.ResponseError, match="non local key"):
         script(keys=["k"], args=["stream-of-another-slot", "v", 1])
 
 
