@@ -102,27 +102,25 @@ def test_a_crash_between_the_cluster_steps_leaves_only_a_registered_empty_stream
                                                                                  monkeypatch: pytest.MonkeyPatch
                                                                                  ) -> None:
     streams = Streams(redis_cluster_client)
+    send = redis_cluster_client.execute_command
 
-    def crash(**kwargs: Any) -> Any:
-        raise redis.exceptions.ConnectionError("the process died here")
+    def crash_on(command: str) -> Any:
+        def crashing(*args: Any, **options: Any) -> Any:
+            if args[0] == command:
+                raise redis.exceptions.ConnectionError("the process died here")
+            return send(*args, **options)
+        return crashing
 
     with monkeypatch.context() as patch:
-        patch.setitem(streams._scripts, "psadd", crash)
+        patch.setattr(redis_cluster_client, "execute_command", crash_on("EVALSHA"))  # after SADD
         with pytest.raises(Exception, match="died here"):
             streams.psadd("q", "a", "v")
     assert streams.psnames() == {b"q"} and streams.pslen("q") == 0
     assert streams.psexpire() == 0  # tolerated
     streams.psadd("r", "a", "v")
     streams.pspull("r", 1, expire_at=PAST)
-    send = redis_cluster_client.execute_command
-
-    def crash_on_srem(*args: Any, **options: Any) -> Any:
-        if args[0] == "SREM":
-            raise redis.exceptions.ConnectionError("the process died here")
-        return send(*args, **options)
-
     with monkeypatch.context() as patch:
-        patch.setattr(redis_cluster_client, "execute_command", crash_on_srem)
+        patch.setattr(redis_cluster_client, "execute_command", crash_on("SREM"))  # after the stream's DEL
         with pytest.raises(Exception, match="died here"):
             streams.psdelete("r")
     assert streams.psnames() == {b"q", b"r"}

@@ -12,8 +12,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
-from django_fence.exceptions import translated
+from django_fence.exceptions import unavailable
 from django_fence.streams import scripts
 from django_fence.streams.commands import Call, Command, Operation, StreamCommands
 from django_fence.streams.serializers import Serializer
@@ -22,20 +23,30 @@ T = TypeVar("T")
 AsyncClient: TypeAlias = "redis.asyncio.Redis[Any] | RedisCluster[Any]"  # the stubs are generic, redis-py is not
 
 
-async def execute(client: AsyncClient, registered: dict[str, Any], call: Call) -> Any:
-    """Send one call; the client's "server unavailable" errors become BackendUnavailable."""
-    with translated(f"redis {call.args[0] if isinstance(call, Command) else call.name}"):
+async def execute(client: AsyncClient, call: Call) -> Any:
+    """Send one call (a script by SHA, loaded on NOSCRIPT); "server unavailable" becomes BackendUnavailable."""
+    try:
         if isinstance(call, Command):
             return await client.execute_command(*call.args)
-        return await registered[call.name](keys=list(call.keys), args=list(call.args))
+        lua = scripts.script(call.name)
+        try:
+            return await client.execute_command("EVALSHA", lua.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            await client.execute_command("SCRIPT LOAD", lua.text)  # every primary of a cluster
+            return await client.execute_command("EVALSHA", lua.sha, len(call.keys), *call.keys, *call.args)
+    except Exception as exc:
+        what = call.args[0] if isinstance(call, Command) else call.name
+        if (error := unavailable(exc, f"redis {what}")) is not None:
+            raise error from exc
+        raise
 
 
-async def run(client: AsyncClient, registered: dict[str, Any], operation: Operation[T]) -> T:
+async def run(client: AsyncClient, operation: Operation[T]) -> T:
     """Drive an operation: await each call it yields, give it the reply, return its result."""
     reply: Any = None
     try:
         while True:
-            reply = await execute(client, registered, operation.send(reply))
+            reply = await execute(client, operation.send(reply))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]  # the generator's return value, typed by Operation[T]
 
@@ -48,10 +59,9 @@ class AsyncStreams:
         self.client = client
         self.commands = StreamCommands(isinstance(client, RedisCluster) if cluster is None else cluster,
                                        serializer, clock)
-        self._scripts = scripts.register(client)
 
     async def _run(self, operation: Operation[T]) -> T:
-        return await run(self.client, self._scripts, operation)
+        return await run(self.client, operation)
 
     async def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False) -> int | float:
         """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked."""

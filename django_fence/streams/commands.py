@@ -125,8 +125,13 @@ class StreamCommands:
         return [priority(raw) for raw in reply]
 
     def psadd(self, name: str, key: Any, value: Any, score: Any = 1, readd: bool = False) -> Operation[int | float]:
-        results = yield from self.psaddmany(name, [(key, value, score)], readd)
-        return results[0]
+        keys = self.keys(name)
+        args = (name, "1" if readd else "0", validation.item_key(key), validation.stored(value, self.serializer),
+                validation.as_arg(validation.number(score, "score")))
+        if self.cluster:
+            yield Command(("SADD", REGISTRY, name))
+        reply = yield Script("psadd", (*keys.all(), *self._registry()), args)
+        return priority(reply[0])
 
     def pspull(self, name: str, count: int = 1, purge: bool = True, gate: bool = False,
                expire_at: timedelta | datetime = timedelta(minutes=1440)) -> Operation[dict[Any, Any]]:

