@@ -1,8 +1,9 @@
 """Prioritized-stream benchmark: django_fence.streams.Streams against good-redis, on one redis-server.
 
 In one run, against one redis-server started here on a free loopback port, each row times the
-same operation on good-redis's client and on ours, in alternating rounds (so that noise on a
-small machine hits both alike), and reports the median operations per second:
+same operation on good-redis's client and on ours, in alternating rounds that alternate who
+goes first (so that noise on a small machine hits both alike), and reports the median
+operations per second:
 
 - psadd: N single adds to one stream.
 - psaddmany(1000): calls of 1,000 items each.
@@ -14,7 +15,7 @@ small machine hits both alike), and reports the median operations per second:
 Both libraries keep the same key layout, so every round's data is written by ours (not timed)
 and then operated on by the library being timed. Run from the repository root::
 
-    .venv/bin/python benchmarks/streams.py [--rounds 3] [--adds 5000]
+    .venv/bin/python benchmarks/streams.py [--rounds 3] [--adds 5000] [--only psadd pspull ...]
 
 good-redis 0.2.8 declares Python >= 3.12 but runs on 3.11; the Makefile installs it with
 ``--ignore-requires-python``. Without it, the rows compare ours with nothing and say so.
@@ -112,6 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per row (median reported)")
     parser.add_argument("--adds", type=int, default=5_000, help="psadd calls per round")
+    parser.add_argument("--only", nargs="*", default=[], help="run only the rows whose label contains a word")
     args = parser.parse_args()
 
     import redis
@@ -129,11 +131,15 @@ def main() -> None:
         peer = good_redis.Redis.from_url(servers.redis) if good_redis else None
         table = []
         for label, setup, timed in rows(args):
-            theirs_ops, ours_ops = [], []
-            for _ in range(args.rounds):
-                if peer is not None:
-                    theirs_ops.append(measure(peer, ours, setup, timed))
-                ours_ops.append(measure(ours, ours, setup, timed))
+            if args.only and not any(word in label for word in args.only):
+                continue
+            theirs_ops: list[float] = []
+            ours_ops: list[float] = []
+            for round_number in range(args.rounds):  # who goes first alternates too
+                order = [(ours_ops, ours), (theirs_ops, peer)]
+                for results, client in order[::-1] if round_number % 2 == 0 else order:
+                    if client is not None:
+                        results.append(measure(client, ours, setup, timed))
             mine = statistics.median(ours_ops)
             if theirs_ops:
                 theirs = statistics.median(theirs_ops)
