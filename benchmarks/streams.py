@@ -109,6 +109,11 @@ def measure(client: Any, ours: Any, setup: Setup, timed: Timed) -> float:
     return operations / (time.perf_counter() - started)
 
 
+def rate(ops: float) -> str:
+    """Operations per second, with enough digits for the slow rows (good-redis's psexpire)."""
+    return f"{ops:,.1f}" if ops >= 10 else f"{ops:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per row (median reported)")
@@ -143,9 +148,9 @@ def main() -> None:
             mine = statistics.median(ours_ops)
             if theirs_ops:
                 theirs = statistics.median(theirs_ops)
-                table.append([label, f"{theirs:,.1f}", f"{mine:,.1f}", f"{mine / theirs:.1f}x"])
+                table.append([label, rate(theirs), rate(mine), f"{mine / theirs:.1f}x"])
             else:
-                table.append([label, "-", f"{mine:,.1f}", "-"])
+                table.append([label, "-", rate(mine), "-"])
             print(f"  done: {label}", file=sys.stderr)
         ours.client.flushdb()
         print(versions(servers, PACKAGES))
