@@ -64,8 +64,10 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
         try:
             value = await _call(compute)
         except GeneratorExit:  # this coroutine is being closed: no more awaits, clean up synchronously
-            reset_computing(token)
-            run.abandon()
+            try:
+                run.abandon()
+            finally:
+                reset_computing(token)
             raise
         except BaseException as exc:  # handed to the algorithm, which releases what it holds
             reset_computing(token)
@@ -123,6 +125,8 @@ class ARun:
         return self.value
 
     async def fail(self, error: BaseException) -> Any:
+        if self._started is None:
+            raise RuntimeError("this run is not waiting for a value")
         self._started = None
         await self.advance(None, carry(error))
         return self.value

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
 import os
 import re
 import threading
@@ -171,6 +172,26 @@ class FencedCache(BaseCache):
             return untimed(await result if inspect.isawaitable(result) else result)
         fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
         return await aget_or_set(fence, self._key(key, version), compute, ttl)
+
+    def put(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+            delta: float = 0.0, grace: float | None = None) -> None:
+        """Store a value computed elsewhere as ``get_or_set`` stores one: soft expiry, grace, recompute time.
+
+        Unlike ``set`` (a plain value, as Django writes it), the entry then
+        expires softly: callers get it during the grace window while one
+        refreshes, and XFetch refreshes it early by ``delta``. No lock is taken.
+        """
+        inner = self.inner
+        ttl = self._timeout(timeout, inner)
+        if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
+            return
+        fence = self._fence(inner).with_grace(grace)
+        now = fence.clock()
+        fenced_key = self._key(key, version, inner)
+        if ttl is None:
+            fence.store.set(fenced_key, Envelope(value, math.inf, delta, now), None)
+        else:
+            fence.store.set(fenced_key, Envelope(value, now + ttl, delta, now), ttl + fence.opts.grace)
 
     def start(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
               grace: float | None = None) -> Run:

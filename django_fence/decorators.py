@@ -28,7 +28,8 @@ def fenced_cache_page(timeout: float | None, *, cache: str | None = None, key_pr
     seconds after expiry callers get the previous page at once while one re-renders.
     Works on sync and async views.
     """
-    page = PageCache(timeout, cache, key_prefix, grace)
+    # As Django's cache_page: None means the "default" alias and no prefix, not the CACHE_MIDDLEWARE_* settings.
+    page = PageCache(timeout, cache or "default", key_prefix or "", grace)
 
     def decorator(view: F) -> F:
         if iscoroutinefunction(view):
@@ -68,9 +69,13 @@ class Fenced:
 
     @property
     def cache(self) -> Any:
-        from .pages import fenced_alias
+        from .httpcache import fenced_alias
 
         return fenced_alias(self.alias, "@fenced")
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        """On a method: the instance is the first argument, and part of the key (as with lru_cache)."""
+        return self if instance is None else _Bound(self, instance)
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         """The cache key of one call: stable across processes and restarts."""
@@ -102,6 +107,25 @@ class Fenced:
 
     async def amark_stale(self, *args: Any, **kwargs: Any) -> bool:
         return bool(await self.cache.amark_stale(self.cache_key(*args, **kwargs)))
+
+
+class _Bound:
+    """A ``@fenced`` method bound to its instance."""
+
+    def __init__(self, fenced: Fenced, instance: Any) -> None:
+        self.fenced, self.instance = fenced, instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fenced(self.instance, *args, **kwargs)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        return self.fenced.cache_key(self.instance, *args, **kwargs)
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        return self.fenced.invalidate(self.instance, *args, **kwargs)
+
+    def mark_stale(self, *args: Any, **kwargs: Any) -> bool:
+        return self.fenced.mark_stale(self.instance, *args, **kwargs)
 
 
 def fenced(timeout: Any = DEFAULT_TIMEOUT, *, key: str | Callable[..., str] | None = None, cache: str | None = None,

@@ -272,8 +272,12 @@ class Fence:
                before: Any) -> Steps:
         """Store a fresh envelope unless ``key`` was invalidated or written while we computed."""
         grace = self.opts.grace
+        over_stale = True
         if type(value) is Timed:  # the computation chose its timeout
-            value, timeout, grace = value.value, value.timeout, grace if value.grace else 0.0
+            timed = value
+            value, timeout, over_stale = timed.value, timed.timeout, timed.over_stale
+            grace = grace if timed.grace else 0.0
+            delta = delta if timed.delta is None else timed.delta
         try:
             current, generation_now = yield Call("store", "value_and_generation", (key,))
             if generation_now != generation or (current is not MISSING and not same_entry(current, before)):
@@ -281,6 +285,8 @@ class Fence:
                 # after ours ran out wrote a newer value: ours must not clobber it.
                 logger.debug("fence %s: %s changed during its recompute; not storing", self.name, key)
                 return
+            if not over_stale and self.servable(current):
+                return  # a marker that only releases the waiters: the value still served stays
             now = self.clock()
             if timeout is None:
                 yield Call("store", "set", (key, Envelope(value, math.inf, delta, now), None))
@@ -379,6 +385,8 @@ class Run:
 
     def fail(self, error: BaseException) -> Any:
         """The computation raised: the algorithm releases the lock, then re-raises or serves stale."""
+        if self._started is None:
+            raise RuntimeError("this run is not waiting for a value")
         self._started = None
         self._advance(None, carry(error))
         return self.value

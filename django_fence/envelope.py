@@ -40,12 +40,16 @@ class Timed(NamedTuple):
 
     ``grace=False`` stores the value without a stale window: it is gone at its
     timeout. The page decorator uses that for short markers whose only job is
-    to release the callers waiting at that moment.
+    to release the callers waiting at that moment; with ``over_stale=False``
+    such a marker does not replace a value that can still be served. ``delta``
+    is the recompute time to record when the caller measured it itself.
     """
 
     value: Any
     timeout: float | None
     grace: bool = True
+    delta: float | None = None
+    over_stale: bool = True
 
 
 def untimed(result: Any) -> Any:

@@ -76,10 +76,20 @@ class FencedUpdateCacheMiddleware(_Middleware):
     """The response half: FIRST in MIDDLEWARE. Stores the page and releases the callers waiting for it."""
 
     def handle(self, request: HttpRequest) -> HttpResponseBase:
-        return self.page.after(request, self.get_response(request))
+        try:
+            response = self.get_response(request)
+        except BaseException:  # Django turns exceptions into responses; not an interruption
+            self.page.failed(request)
+            raise
+        return self.page.after(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        return await self.page.aafter(request, await self.get_response(request))
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:  # a client that went away cancels the request (Django 5 under ASGI)
+            await self.page.afailed(request, exc)
+            raise
+        return await self.page.aafter(request, response)
 
 
 class FencedFetchFromCacheMiddleware(_Middleware):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -131,6 +132,34 @@ def test_the_pair_on_an_async_stack(site: Any) -> None:
     assert views.RENDERS == {"a": 1}
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
+
+
+class SyncOnly:
+    """A middleware that only runs sync: between the halves it makes Django run them in different modes."""
+
+    sync_capable, async_capable = True, False
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        return self.get_response(request)
+
+
+def test_the_pair_with_a_sync_middleware_between_on_an_async_stack(site: Any) -> None:
+    use(site, ["django_fence.middleware.FencedUpdateCacheMiddleware", "tests.test_middleware.SyncOnly",
+               "django_fence.middleware.FencedFetchFromCacheMiddleware"], "default")
+
+    async def storm() -> list[Any]:
+        client = AsyncClient()
+        return list(await asyncio.gather(*(client.get("/async-site/b/") for _ in range(6))))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "coroutine ... was never awaited"
+        responses = asyncio.run(storm())
+        again = asyncio.run(storm())
+    assert views.RENDERS == {"b": 1}
+    assert len({r.content for r in responses + again}) == 1
 
 
 def test_single_middleware_renders_once(site: Any) -> None:

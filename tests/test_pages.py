@@ -540,3 +540,170 @@ def test_waiters_of_one_process_each_get_their_own_page_object(settings: Any) ->
     assert not errors, errors
     assert len({id(r) for r in results}) == 20
     assert all(r["X-Mine"] != "" and r.content == b"page" for r in results)
+
+
+# -- failures, nesting and modes (each must leave no lock behind) -----------------------------------------
+@pytest.fixture
+def one_cache(settings: Any) -> Iterator[None]:
+    settings.CACHES = {"backing": locmem("backing"), "default": fenced_over("backing")}
+    settings.CACHE_MIDDLEWARE_ALIAS = "default"
+    settings.CACHE_MIDDLEWARE_SECONDS = 60
+    yield
+
+
+def locks_left() -> list[str]:
+    return [k for k in caches["backing"]._cache if "fence-lock" in k]  # type: ignore[attr-defined]
+
+
+def quick(view: Callable[[HttpRequest], Any], path: str) -> Any:
+    """The view's response, asserting it did not wait behind a lock (WAIT_TIMEOUT is 5 s)."""
+    started = time.monotonic()
+    response = view(build("GET", path, {}, {}))
+    assert time.monotonic() - started < 2, "waited behind a lock nobody holds"
+    return response
+
+
+def test_a_template_that_fails_to_render_leaves_no_lock(one_cache: None) -> None:
+    broken = engines["django"].from_string("{% for x in boom %}{{ x }}{% endfor %}")
+    calls: list[int] = []
+
+    class Boom:
+        def __iter__(self) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("render failed")
+            return iter(["ok"])
+
+    view = fenced_cache_page(60)(lambda request: TemplateResponse(request, broken, {"boom": Boom()}))
+    with pytest.raises(RuntimeError, match="render failed"):
+        view(build("GET", "/tpl-fails", {}, {}))
+    assert locks_left() == []
+    assert quick(view, "/tpl-fails").content == b"ok"
+
+
+def test_a_cancelled_async_render_leaves_no_lock(one_cache: None) -> None:
+    started = asyncio.Event()
+
+    @fenced_cache_page(60)
+    async def view(request: HttpRequest) -> HttpResponse:
+        started.set()
+        await asyncio.sleep(10)
+        return HttpResponse("never")
+
+    @fenced_cache_page(60)
+    async def fast(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("fast")
+
+    async def cancel_mid_render() -> None:
+        task = asyncio.create_task(view(AsyncRequestFactory().get("/cancelled")))
+        await asyncio.wait_for(started.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_mid_render())
+    assert locks_left() == []
+    started_at = time.monotonic()
+    assert asyncio.run(fast(AsyncRequestFactory().get("/cancelled"))).content == b"fast"
+    assert time.monotonic() - started_at < 2
+
+
+def test_waiters_in_the_process_do_not_get_the_leaders_exception(one_cache: None) -> None:
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    @fenced_cache_page(60)
+    def view(request: HttpRequest) -> HttpResponse:
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        if first:
+            time.sleep(0.3)
+            raise ValueError("the leader's own problem")
+        return HttpResponse("mine")
+
+    results, errors, _ = in_threads(6, lambda: view(build("GET", "/raises-once", {}, {})))
+    assert [str(e) for e in errors] == ["the leader's own problem"]
+    assert [r.content for r in results] == [b"mine"] * 5
+    assert locks_left() == []
+
+
+def test_an_uncacheable_refresh_keeps_the_stale_page(one_cache: None) -> None:
+    calls: list[int] = []
+
+    @fenced_cache_page(1, grace=60)
+    def view(request: HttpRequest) -> HttpResponse:
+        calls.append(1)
+        return HttpResponse(f"render {len(calls)}", status=200 if len(calls) == 1 else 503)
+
+    assert view(build("GET", "/flaky", {}, {})).content == b"render 1"
+    key = get_cache_key(build("GET", "/flaky", {}, {}), cache=caches["default"])
+    from tests.test_stampede import store_envelope  # a stored page whose soft expiry has passed
+
+    entry = caches["backing"].get(key)
+    store_envelope(caches["default"], key, entry.value, soft_in=-1, delta=0.1)
+    assert view(build("GET", "/flaky", {}, {})).status_code == 503  # the refresher gets its own answer
+    assert view(build("GET", "/flaky", {}, {})).content.startswith(b"render")
+    assert caches["default"].get(key).content == b"render 1"  # the stale page is still there
+
+
+def test_the_first_render_records_its_time_and_counts_once(one_cache: None) -> None:
+    @fenced_cache_page(60)
+    def view(request: HttpRequest) -> HttpResponse:
+        time.sleep(0.2)
+        return HttpResponse("x")
+
+    caches["default"].reset_stats()
+    view(build("GET", "/timed", {}, {}))
+    key = get_cache_key(build("GET", "/timed", {}, {}), cache=caches["default"])
+    assert caches["backing"].get(key).delta >= 0.2  # XFetch can refresh it early from its first cycle
+    assert caches["default"].stats()["recomputes"] == 1
+
+
+@pytest.mark.parametrize("prefix", ["", "inner"])
+def test_a_fenced_view_inside_the_fenced_middleware(one_cache: None, prefix: str) -> None:
+    """Per-site and per-view caching together, as Django allows: neither layer waits on the other."""
+    renders: list[int] = []
+
+    @fenced_cache_page(60, key_prefix=prefix)
+    def view(request: HttpRequest) -> HttpResponse:
+        renders.append(1)
+        return HttpResponse("nested")
+
+    site = FencedCacheMiddleware(view)
+    assert quick(site, "/nested").content == b"nested"
+    assert locks_left() == []
+    assert quick(site, "/nested").content == b"nested" and len(renders) == 1
+
+
+def test_cache_page_arguments_mean_what_they_mean_to_django(side_by_side: None, settings: Any) -> None:
+    """None is the "default" alias and no prefix, whatever CACHE_MIDDLEWARE_ALIAS/KEY_PREFIX say."""
+    settings.CACHE_MIDDLEWARE_KEY_PREFIX = "site"
+    settings.CACHE_MIDDLEWARE_ALIAS = "other"
+    run_both("plain", [("GET", "/p", {}, {})] * 2, cache_page(600, cache="plain"), fenced_cache_page(600))
+    assert {k.replace(":1:", "", 1) for k in page_keys("backing")} == \
+        {k.replace(":1:", "", 1) for k in page_keys("plain")}
+    assert page_keys("backing_other") == set()
+
+
+def test_fenced_on_a_method(one_cache: None) -> None:
+    from django_fence import fenced
+
+    calls: list[str] = []
+
+    class Prices:
+        @fenced(60, key=lambda self, item: f"price:{item}")
+        def of(self, item: str) -> str:
+            calls.append(item)
+            return f"{item}: 3"
+
+        @fenced(60)
+        def unkeyed(self, item: str) -> str:
+            return item
+
+    prices = Prices()
+    assert prices.of("tea") == Prices().of("tea") == "tea: 3"  # the instance is passed, the key ignores it
+    assert calls == ["tea"]
+    assert prices.of.invalidate("tea") is True
+    with pytest.raises(TypeError, match="type Prices"):  # by default the instance is part of the key
+        prices.unkeyed("tea")

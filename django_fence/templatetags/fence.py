@@ -18,7 +18,7 @@ from django.core.cache.utils import make_template_fragment_key
 from django.core.exceptions import ImproperlyConfigured
 from django.template.base import FilterExpression, NodeList, Parser, Token
 
-from ..pages import fenced_alias
+from ..httpcache import fenced_alias
 
 register = template.Library()
 
