@@ -36,7 +36,7 @@ from django_fence.envelope import unwrap
 from django_fence.middleware import FencedCacheMiddleware
 from django_fence.pages import LOOK_AGAIN, PASS
 from tests.conftest import backing_config, fenced_caches, flush
-from tests.test_stampede import in_threads
+from tests.test_stampede import in_threads, store_envelope
 from tests.workers import run_in_processes
 
 pytestmark = pytest.mark.timeout(120)
@@ -318,7 +318,9 @@ def test_stale_page_is_served_at_once_while_one_caller_re_renders(page_caches: d
         return HttpResponse(f"render {len(renders)}")
 
     assert view(RequestFactory().get("/stale")).content == b"render 1"
-    time.sleep(2.1)  # past the soft expiry (memcached counts whole seconds), inside the grace window
+    key = get_cache_key(RequestFactory().get("/stale"), cache=caches["default"])
+    page = caches["default"].get(key)
+    store_envelope(caches["default"], key, page, soft_in=-1, delta=0.05)  # past its soft expiry, inside the grace
     outcome: dict[str, Any] = {}
 
     def rerender() -> None:
@@ -638,9 +640,7 @@ def test_an_uncacheable_refresh_keeps_the_stale_page(one_cache: None) -> None:
 
     assert view(build("GET", "/flaky", {}, {})).content == b"render 1"
     key = get_cache_key(build("GET", "/flaky", {}, {}), cache=caches["default"])
-    from tests.test_stampede import store_envelope  # a stored page whose soft expiry has passed
-
-    entry = caches["backing"].get(key)
+    entry = caches["backing"].get(key)  # the page, stored again with its soft expiry passed
     store_envelope(caches["default"], key, entry.value, soft_in=-1, delta=0.1)
     assert view(build("GET", "/flaky", {}, {})).status_code == 503  # the refresher gets its own answer
     assert view(build("GET", "/flaky", {}, {})).content.startswith(b"render")
