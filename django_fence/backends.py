@@ -191,6 +191,7 @@ class FencedCache(BaseCache):
         if ttl is None:
             fence.store.set(fenced_key, Envelope(value, math.inf, delta, now), None)
         else:
+            ttl = fence.jittered(ttl)
             fence.store.set(fenced_key, Envelope(value, now + ttl, delta, now), ttl + fence.opts.grace)
 
     def start(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,

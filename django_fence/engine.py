@@ -71,6 +71,12 @@ class Fence:
         other.opts = dataclasses.replace(self.opts, grace=float(grace))
         return other
 
+    def jittered(self, timeout: float) -> float:
+        """``timeout`` spread by JITTER (uniform in timeout x [1 - JITTER, 1 + JITTER])."""
+        if not self.opts.jitter:
+            return timeout
+        return timeout * (1 + self.opts.jitter * (2 * self._draw() - 1))
+
     def draw(self) -> float:
         return 1.0 - self._draw()  # random() is in [0, 1); log() needs (0, 1]
 
@@ -291,6 +297,7 @@ class Fence:
             if timeout is None:
                 yield Call("store", "set", (key, Envelope(value, math.inf, delta, now), None))
             else:
+                timeout = self.jittered(timeout)
                 yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + grace))
         except BackendUnavailable:
             self.stats.add("errors")
