@@ -16,7 +16,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache import caches
@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .aio import ARun, aget_or_set, astart, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Fence, Run
+from .engine import Fence, Run, Step
 from .envelope import Envelope, untimed, unwrap
 from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
@@ -195,7 +195,7 @@ class FencedCache(BaseCache):
             fence.store.set(fenced_key, Envelope(value, now + ttl, delta, now), ttl + fence.opts.grace)
 
     def start(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
-              grace: float | None = None) -> Run:
+              grace: float | None = None, outdated: Callable[[Any], Step | None] | None = None) -> Run:
         """Begin a get-or-compute whose value the caller supplies later (``run.supply(value)``).
 
         For computations that are not one function call: the cache middleware
@@ -204,12 +204,16 @@ class FencedCache(BaseCache):
         the value (it holds the lock); otherwise ``run.value`` is the value.
         """
         inner = self.inner
-        return self._fence(inner).with_grace(grace).start(self._key(key, version, inner), self._timeout(timeout, inner))
+        fence = self._fence(inner).with_grace(grace).with_outdated(outdated)
+        return fence.start(self._key(key, version, inner), self._timeout(timeout, inner))
 
     async def astart(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
-                     grace: float | None = None) -> ARun:
+                     grace: float | None = None, outdated: Callable[[Any], Step | None] | None = None) -> ARun:
         """``start`` for async code."""
-        fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
+        if grace is None and outdated is None:
+            fence: Callable[[], Fence] = self._fence
+        else:
+            fence = lambda: self._fence().with_grace(grace).with_outdated(outdated)  # noqa: E731
         return await astart(fence, self._key(key, version), self._timeout(timeout))
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:

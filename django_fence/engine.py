@@ -62,6 +62,7 @@ class Fence:
         self.deltas = Deltas() if deltas is None else deltas
         self.clock = clock
         self._draw = draw
+        self.outdated: Callable[[Any], Step | None] | None = None
 
     def with_grace(self, grace: float | None) -> Fence:
         """This fence with another grace window (a per-call GRACE, as the page decorator takes)."""
@@ -70,6 +71,25 @@ class Fence:
         other = copy.copy(self)
         other.opts = dataclasses.replace(self.opts, grace=float(grace))
         return other
+
+    def with_outdated(self, outdated: Callable[[Any], Step | None] | None) -> Fence:
+        """This fence with a caller's own test of its values (the page layer's per-URL generations).
+
+        ``outdated(value)`` returns Step.STALE (serve it while one caller
+        refreshes), Step.MISS (do not serve it) or None (as its expiry says).
+        """
+        if outdated is None:
+            return self
+        other = copy.copy(self)
+        other.outdated = outdated
+        return other
+
+    def decide(self, entry: Any, draw: float) -> Step:
+        """What to do with an entry: its expiry (envelope.decide), then the caller's own test."""
+        step = decide(entry, self.clock(), self.opts, draw)
+        if self.outdated is not None and step in (Step.HIT, Step.EARLY) and entry is not MISSING:
+            return self.outdated(unwrap(entry)) or step
+        return step
 
     def jittered(self, timeout: float) -> float:
         """``timeout`` spread by JITTER (uniform in timeout x [1 - JITTER, 1 + JITTER])."""
@@ -82,7 +102,7 @@ class Fence:
 
     def servable(self, entry: Any) -> bool:
         """Whether ``entry`` may be served: present, and fresh or inside its grace window."""
-        return entry is not MISSING and decide(entry, self.clock(), self.opts, 1.0) is not Step.MISS
+        return entry is not MISSING and self.decide(entry, 1.0) is not Step.MISS
 
     # -- the sync driver ------------------------------------------------------------------------------
     def get_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
@@ -153,7 +173,7 @@ class Fence:
 
     def look(self, key: Key, entry: Any) -> Step:
         """Decide what to do with what the first read returned (a hit is counted here)."""
-        step = decide(entry, self.clock(), self.opts, self.draw())
+        step = self.decide(entry, self.draw())
         self.deltas.learn(key, entry)
         if step is Step.HIT:
             self.stats.add("hits")

@@ -35,7 +35,7 @@ from django.utils.cache import _generate_cache_header_key, get_cache_key  # type
 
 from .aio import ARun, off_loop
 from .engine import Run
-from .envelope import Timed
+from .envelope import Step, Timed
 from .httpcache import (
     LOOK_AGAIN,
     MARKER_TTL,
@@ -50,6 +50,7 @@ from .httpcache import (
     noop,
     rendered,
 )
+from .invalidation import generation_keys
 
 __all__ = ["LOOK_AGAIN", "PASS", "PageCache"]
 
@@ -66,6 +67,26 @@ class _Pending(NamedTuple):
     run: Run | ARun
     key: str
     started: float
+    generations: tuple[int, int]
+
+
+class _Lookup(NamedTuple):
+    key: str  # the key to fence on
+    headerlist: Any  # Django's header list (None before the first render)
+    page: HttpResponseBase | None  # a stored GET page that answers a HEAD
+    generations: tuple[int, int]  # the URL's (soft, hard) generations
+
+
+def outdated(page: Any, generations: tuple[int, int]) -> Step | None:
+    """Whether a stored page predates an invalidation of its URL: MISS (hard), STALE (soft), or None."""
+    if not isinstance(page, HttpResponseBase):
+        return None  # markers
+    soft, hard = getattr(page, "_fence_generations", (0, 0))
+    if hard != generations[1]:
+        return Step.MISS
+    if soft != generations[0]:
+        return Step.STALE
+    return None
 
 
 _OWN = "own"  # on a request that renders its own page (the leader's could not be shared)
@@ -100,29 +121,33 @@ class PageCache:
         return fenced_alias(self.layer[0], "fenced page caching")
 
     # -- reads and writes, with Django's code ---------------------------------------------------------
-    def lookup(self, request: HttpRequest) -> tuple[str, Any, Any]:
-        """(the key to fence on, the header list, a stored GET page that answers a HEAD), by plain reads.
+    def lookup(self, request: HttpRequest) -> _Lookup:
+        """Where this request's page is and what is known of it, by plain reads (one round trip on a GET).
 
         Before the first render of a URL there is no header list: the key is
-        the URL's cold key, next to Django's header-list key.
+        the URL's cold key, next to Django's header-list key. The URL's
+        generations (invalidation.py) come with the header list.
         """
         cache = self.cache
         headerlist_key = _generate_cache_header_key(self.layer[1], request)
-        headerlist = cache.get(headerlist_key)
+        soft_key, hard_key = generation_keys(request.build_absolute_uri(), self.layer[1])
+        found = cache.get_many([headerlist_key, soft_key, hard_key])
+        headerlist = found.get(headerlist_key)
+        generations = (found.get(soft_key, 0), found.get(hard_key, 0))
         if headerlist is None:
-            return headerlist_key + COLD_SUFFIX, None, None
+            return _Lookup(headerlist_key + COLD_SUFFIX, None, None, generations)
         replay: Any = Replay(headerlist, None)  # get_cache_key reads the header list again: answer from memory
         key = get_cache_key(request, self.layer[1], "GET", cache=replay)
         if request.method == "HEAD":
             # As Django does: a stored GET page answers a HEAD; a HEAD is rendered and stored under its own key.
             page = cache.get(key)
-            if isinstance(page, HttpResponseBase):  # not a marker left where a page could not be stored
-                return str(key), headerlist, page
+            if isinstance(page, HttpResponseBase) and outdated(page, generations) is None:
+                return _Lookup(str(key), headerlist, page, generations)
             key = get_cache_key(request, self.layer[1], "HEAD", cache=replay)
-        return str(key), headerlist, None
+        return _Lookup(str(key), headerlist, None, generations)
 
-    def store(self, request: HttpRequest, response: HttpResponseBase, fenced_key: str,
-              delta: float) -> tuple[HttpResponseBase, Any]:
+    def store(self, request: HttpRequest, response: HttpResponseBase, fenced_key: str, delta: float,
+              generations: tuple[int, int]) -> tuple[HttpResponseBase, Any]:
         """Run Django's update step on a rendered response; (the response, what the fence stores).
 
         The page itself when Django stores it under ``fenced_key``; RELEASE
@@ -142,6 +167,7 @@ class PageCache:
         finally:
             for_django.reset(token)
         assert isinstance(updated, HttpResponseBase)
+        updated._fence_generations = generations  # type: ignore[attr-defined]  # read back by outdated()
         if capture.stored is None:
             capture.write_headerlists()
             return updated, RELEASE
@@ -192,12 +218,12 @@ class PageCache:
             return None
         cache = self.cache
         for _ in range(2):  # a cold render, then the page under its real key
-            key, headerlist, page = self.lookup(request)
+            key, headerlist, page, generations = self.lookup(request)
             if page is not None:
                 return self.hit(request, headerlist, page)
-            run = cache.start(key, grace=self.grace)
+            run = cache.start(key, grace=self.grace, outdated=lambda value, g=generations: outdated(value, g))
             if run.computing:
-                notes[self.layer] = _Pending(run, key, time.monotonic())
+                notes[self.layer] = _Pending(run, key, time.monotonic(), generations)
                 return None
             value = self.settled(run.value, run.followed, key)
             if value == LOOK_AGAIN:
@@ -229,8 +255,9 @@ class PageCache:
         try:
             response = rendered(response)
             if pending is _OWN:
-                return self.store(request, response, "", 0.0)[0]
-            response, value = self.store(request, response, pending.key, time.monotonic() - pending.started)
+                return self.store(request, response, "", 0.0, self.lookup(request).generations)[0]
+            delta = time.monotonic() - pending.started
+            response, value = self.store(request, response, pending.key, delta, pending.generations)
         except BaseException:
             if isinstance(pending, _Pending):
                 self._release(pending)
@@ -281,12 +308,12 @@ class PageCache:
             return None
         cache = self.cache
         for _ in range(2):
-            key, headerlist, page = await off_loop(self.lookup, request)
+            key, headerlist, page, generations = await off_loop(self.lookup, request)
             if page is not None:
                 return self.hit(request, headerlist, page)
-            run = await cache.astart(key, grace=self.grace)
+            run = await cache.astart(key, grace=self.grace, outdated=lambda value, g=generations: outdated(value, g))
             if run.computing:
-                notes[self.layer] = _Pending(run, key, time.monotonic())
+                notes[self.layer] = _Pending(run, key, time.monotonic(), generations)
                 return None
             value = await off_loop(self.settled, run.value, run.followed, key) if run.followed else run.value
             if value == LOOK_AGAIN:
@@ -311,9 +338,10 @@ class PageCache:
         try:
             response = await arendered(response)
             if pending is _OWN:
-                return (await off_loop(self.store, request, response, "", 0.0))[0]  # type: ignore[no-any-return]
+                generations = (await off_loop(self.lookup, request)).generations
+                return (await off_loop(self.store, request, response, "", 0.0, generations))[0]  # type: ignore[no-any-return]
             delta = time.monotonic() - pending.started
-            response, value = await off_loop(self.store, request, response, pending.key, delta)
+            response, value = await off_loop(self.store, request, response, pending.key, delta, pending.generations)
         except BaseException as exc:
             if isinstance(pending, _Pending):
                 await self._arelease(pending, exc)
