@@ -203,3 +203,34 @@ def test_invalidate_fragment_soft_and_hard(pages: None) -> None:
     invalidate_fragment("box", "ann")  # soft: the next render refreshes it
     assert template.render(Context({"n": 4, "who": "ann"})) == "4"
     assert template.render(Context({"n": 5, "who": "ann"})) == "4"
+
+
+def test_the_command_invalidates_each_url(pages: None) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    body = Variants()
+    view = fenced_cache_page(600)(body)
+    get(view, "a")
+    out = StringIO()
+    call_command("fence_invalidate", URL, "http://testserver/other/", "--hard", stdout=out)
+    assert out.getvalue().splitlines() == [f"{URL}: every cached variant is now gone",
+                                           "http://testserver/other/: every cached variant is now gone"]
+    get(view, "a")
+    assert len(body.renders) == 2
+
+
+def test_the_command_refuses_a_relative_url_with_exit_code_2_and_writes_nothing(pages: None) -> None:
+    import subprocess
+    import sys
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="needs an absolute URL") as raised:
+        call_command("fence_invalidate", URL, "/relative/")
+    assert raised.value.returncode == 2
+    assert [k for k in _backing_keys() if "page-generation" in k] == []
+    finished = subprocess.run([sys.executable, "-m", "django", "fence_invalidate", "/relative/",
+                               "--settings", "tests.settings"], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2 and "needs an absolute URL" in finished.stderr
