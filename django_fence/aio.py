@@ -112,6 +112,8 @@ class ARun:
         self._started: float | None = None
         #: Whether the value came from another caller of this process (the very object that caller got).
         self.followed = False
+        #: Whether this caller waited for another's computation (in this process or another).
+        self.waited = False
 
     @property
     def computing(self) -> bool:
@@ -162,6 +164,8 @@ class ARun:
                 return
             if type(op) is Follow:
                 self.followed = True
+            if type(op) in (Follow, Wake, Sleep):
+                self.waited = True
             try:
                 result = await _do(op, self.fence)
             except Interrupted as interrupted:  # the call finished; its outcome first, then the cancellation

@@ -29,6 +29,10 @@ class FenceSettings:
 
     #: Seconds between two flushes of a process's statistics to the shared cache.
     STATS_INTERVAL: float = 1.0
+    #: Send an RFC 9211 ``Cache-Status`` header on every response of the page layer.
+    CACHE_STATUS_HEADER: bool = False
+    #: A bearer token that may read the metrics view (compared in constant time); None: staff only.
+    METRICS_TOKEN: str | None = None
 
 
 DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(FenceSettings)}

@@ -394,6 +394,8 @@ class Run:
         self._started: float | None = None
         #: Whether the value came from another caller of this process (the very object that caller got).
         self.followed = False
+        #: Whether this caller waited for another's computation (in this process or another).
+        self.waited = False
         if steps is not None:
             self._advance(None, None)
 
@@ -445,6 +447,8 @@ class Run:
                 return
             if type(op) is Follow:
                 self.followed = True
+            if type(op) in (Follow, Wake, Sleep):
+                self.waited = True
             try:
                 result = self.fence._do(op)
             except BaseException as exc:

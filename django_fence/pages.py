@@ -31,9 +31,17 @@ from typing import Any, NamedTuple
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
-from django.utils.cache import _generate_cache_header_key, get_cache_key  # type: ignore[attr-defined]  # private
+from django.utils.cache import (  # type: ignore[attr-defined]  # _generate_cache_header_key is private
+    _generate_cache_header_key,
+    get_cache_key,
+    get_max_age,
+    has_vary_header,
+    patch_cache_control,
+)
+from django.utils.http import parse_http_date_safe
 
 from .aio import ARun, off_loop
+from .conf import fence_settings
 from .engine import Run
 from .envelope import Step, Timed
 from .httpcache import (
@@ -75,6 +83,29 @@ class _Lookup(NamedTuple):
     headerlist: Any  # Django's header list (None before the first render)
     page: HttpResponseBase | None  # a stored GET page that answers a HEAD
     generations: tuple[int, int]  # the URL's (soft, hard) generations
+
+
+def cache_status(response: HttpResponseBase, params: str) -> None:
+    """Say what the cache did, in an RFC 9211 ``Cache-Status`` header (DJANGO_FENCE CACHE_STATUS_HEADER)."""
+    if fence_settings().CACHE_STATUS_HEADER:
+        response["Cache-Status"] = f"django-fence; {params}"
+
+
+def not_stored_because(response: HttpResponseBase) -> str:
+    """Why Django's update step did not store a response, for Cache-Status's ``detail``."""
+    if response.streaming:
+        return "streaming"
+    if response.status_code not in (200, 304):
+        return f"status-{response.status_code}"
+    cache_control = response.get("Cache-Control", "").lower()
+    for directive in ("private", "no-store", "no-cache"):
+        if directive in cache_control:
+            return directive
+    if response.cookies and has_vary_header(response, "Cookie"):
+        return "set-cookie"
+    if has_vary_header(response, "*"):
+        return "vary-star"
+    return "max-age-0" if get_max_age(response) == 0 else "not-storable"
 
 
 def outdated(page: Any, generations: tuple[int, int]) -> Step | None:
@@ -159,8 +190,7 @@ class PageCache:
         """
         cache = self.cache
         request._cache_update_cache = True  # type: ignore[attr-defined]  # what Django's fetch step sets
-        grace = float(cache.options.grace if self.grace is None else self.grace)
-        capture = Capture(cache, response, grace)
+        capture = Capture(cache, response, self._grace())
         token = for_django.set(capture)
         try:
             updated = self.update.process_response(request, response)
@@ -170,7 +200,9 @@ class PageCache:
         updated._fence_generations = generations  # type: ignore[attr-defined]  # read back by outdated()
         if capture.stored is None:
             capture.write_headerlists()
+            cache_status(updated, f"fwd=miss; detail={not_stored_because(updated)}")
             return updated, RELEASE
+        cache_status(updated, "fwd=miss; stored")
         key, timeout = capture.stored
         if key == fenced_key:
             return updated, Timed(updated, timeout, delta=delta)
@@ -178,14 +210,36 @@ class PageCache:
         capture.write_headerlists()
         return updated, Timed(LOOK_AGAIN, MARKER_TTL, grace=False)
 
-    def hit(self, request: HttpRequest, headerlist: Any, response: HttpResponseBase) -> HttpResponseBase:
-        """Finish a hit as Django does (its ``Age`` header on Django 5)."""
+    def hit(self, request: HttpRequest, headerlist: Any, response: HttpResponseBase,
+            collapsed: bool = False) -> HttpResponseBase:
+        """Finish a hit as Django does (its ``Age`` header on Django 5); a stale page says it is stale.
+
+        A page served in the grace window carries an ``Age`` and a
+        ``max-age`` no longer than the grace left (PITFALLS 18): a proxy or
+        CDN in front must not keep it for a full timeout. Fresh pages keep
+        exactly Django's headers.
+        """
         token = for_django.set(Replay(headerlist, response))
         try:
-            result = self.fetch.process_request(request)
+            result = self.fetch.process_request(request) or response
         finally:
             for_django.reset(token)
-        return result or response
+        now = time.time()
+        expires = parse_http_date_safe(result.get("Expires", ""))
+        if expires is not None and now >= expires:
+            max_age = get_max_age(result) or 0
+            left = max(0, int(expires + self._grace() - now))
+            result["Age"] = str(max(0, int(now - (expires - max_age))))
+            patch_cache_control(result, max_age=min(left, max_age))
+            cache_status(result, f"hit; fwd=stale; ttl={int(expires - now)}")
+        elif collapsed:
+            cache_status(result, "fwd=miss; collapsed")
+        else:
+            cache_status(result, "hit" if expires is None else f"hit; ttl={int(expires - now)}")
+        return result
+
+    def _grace(self) -> float:
+        return float(self.cache.options.grace if self.grace is None else self.grace)
 
     def settled(self, value: Any, followed: bool, key: str) -> Any:
         """What a run that did not render gives this caller: a page of its own, or a marker.
@@ -217,6 +271,7 @@ class PageCache:
             request.__dict__.setdefault("_fence_through", set()).add(id(self))
             return None
         cache = self.cache
+        collapsed = False
         for _ in range(2):  # a cold render, then the page under its real key
             key, headerlist, page, generations = self.lookup(request)
             if page is not None:
@@ -226,10 +281,11 @@ class PageCache:
                 notes[self.layer] = _Pending(run, key, time.monotonic(), generations)
                 return None
             value = self.settled(run.value, run.followed, key)
+            collapsed = collapsed or run.waited
             if value == LOOK_AGAIN:
                 continue
             if isinstance(value, HttpResponseBase):
-                return self.hit(request, headerlist, value)
+                return self.hit(request, headerlist, value, collapsed)
             break  # PASS: the leader's answer cannot be shared
         notes[self.layer] = _OWN
         return None
@@ -251,6 +307,8 @@ class PageCache:
             return async_to_sync(self.aafter)(request, response)
         pending = _notes(request).pop(self.layer, None)
         if pending is None:
+            if request.method not in ("GET", "HEAD"):
+                cache_status(response, "fwd=method")
             return response
         try:
             response = rendered(response)
@@ -307,6 +365,7 @@ class PageCache:
             request.__dict__.setdefault("_fence_through", set()).add(id(self))
             return None
         cache = self.cache
+        collapsed = False
         for _ in range(2):
             key, headerlist, page, generations = await off_loop(self.lookup, request)
             if page is not None:
@@ -316,10 +375,11 @@ class PageCache:
                 notes[self.layer] = _Pending(run, key, time.monotonic(), generations)
                 return None
             value = await off_loop(self.settled, run.value, run.followed, key) if run.followed else run.value
+            collapsed = collapsed or run.waited
             if value == LOOK_AGAIN:
                 continue
             if isinstance(value, HttpResponseBase):
-                return self.hit(request, headerlist, value)
+                return self.hit(request, headerlist, value, collapsed)
             break
         notes[self.layer] = _OWN
         return None
@@ -334,6 +394,8 @@ class PageCache:
             return after
         pending = _notes(request).pop(self.layer, None)
         if pending is None:
+            if request.method not in ("GET", "HEAD"):
+                cache_status(response, "fwd=method")
             return response
         try:
             response = await arendered(response)
