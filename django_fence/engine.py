@@ -163,8 +163,10 @@ class Fence:
 
     def computed(self, started: float) -> float:
         """Count a recompute that began at ``started`` (monotonic); return how long it took."""
+        elapsed = time.monotonic() - started
         self.stats.add("recomputes")
-        return time.monotonic() - started
+        self.stats.add("recompute_microseconds", int(elapsed * 1_000_000))
+        return elapsed
 
     # -- the algorithm --------------------------------------------------------------------------------
     def check_reentry(self, key: Key) -> None:
