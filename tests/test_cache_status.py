@@ -116,3 +116,16 @@ def test_a_stale_page_tells_a_proxy_how_old_it_is_and_how_long_to_keep_it(status
     assert stale["Cache-Status"] in ("django-fence; hit; fwd=stale; ttl=-2", "django-fence; hit; fwd=stale; ttl=-1")
     assert int(stale["Age"]) in (11, 12)
     assert get_max_age(stale) in (2, 3)
+
+
+def test_the_middleware_pair_says_the_same(status_on: None, settings: Any) -> None:
+    from django.test import Client
+
+    settings.MIDDLEWARE = ["django_fence.middleware.FencedUpdateCacheMiddleware",
+                           "django_fence.middleware.FencedFetchFromCacheMiddleware"]
+    settings.CACHE_MIDDLEWARE_ALIAS = "default"
+    settings.CACHE_MIDDLEWARE_SECONDS = 60
+    client = Client()
+    assert client.get("/site/plain/")["Cache-Status"] == "django-fence; fwd=miss; stored"
+    assert client.get("/site/plain/")["Cache-Status"].startswith("django-fence; hit; ttl=")
+    assert client.post("/site/plain/")["Cache-Status"] == "django-fence; fwd=method"
