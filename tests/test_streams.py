@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from django_fence.exceptions import BackendUnavailable
-from django_fence.streams import AsyncStreams, Streams, scripts
+from django_fence.streams import AsyncStreams, Streams, commands, scripts
 from tests.streams_support import CountingClient, peer_client, skewed_clock, snapshot
 
 good_redis = pytest.importorskip("good_redis")  # installed by the Makefile (see its comment)
@@ -113,22 +113,33 @@ def test_psdelete_removes_the_stream_and_its_registry_entry_like_good_redis(stre
     assert streams.psnames() == {b"r"}
 
 
-def test_random_operations_give_good_redis_results_and_data(streams: Streams, peer: Any) -> None:
+@pytest.mark.parametrize("batch", [1000, 3], ids=["batch-1000", "batch-3"])
+def test_random_operations_give_good_redis_results_and_data(redis_client: Any, peer: Any, batch: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """300 seeded random operations on two streams: every result and the whole database match after each.
 
-    Left out, each for a documented reason (see the module docstring of commands.py and the README):
-    float scores in psadd (good-redis truncates the returned priority), pspull(purge=False) with
-    count > 1 (good-redis can pop the same item twice), psdecrement_all's return value.
+    Both clients read one fixed clock (ours through ``clock=``, good-redis's through its
+    ``datetime``), so relative expiries agree to the second. ``batch`` 3 makes psexpire and
+    psdeletebelowthreshold work in many small scripts. Left out, each for a documented reason
+    (see the README): pspull(purge=False) with count > 1 (good-redis can pop the same item twice),
+    psdecrement_all's return value. psadd's float priorities are compared as good-redis
+    returns them (truncated to an integer).
     """
+    monkeypatch.setattr(commands, "BATCH", batch)
+    now = float(int(time.time())) + 0.5
+    streams = Streams(redis_client, clock=lambda: now)
     rng = random.Random(6)
     keys = [f"k{i}" for i in range(12)]
+    expiries = [PAST, FUTURE, datetime.timedelta(0), datetime.timedelta(seconds=-30), datetime.timedelta(hours=1)]
 
     def operation() -> tuple[str, Callable[[Any], Any]]:
         name, key = rng.choice(["s1", "s2"]), rng.choice(keys)
-        score, readd = rng.randint(-3, 6), rng.random() < 0.2
-        expire_at = rng.choice([PAST, FUTURE])
+        score = rng.choice([rng.randint(-3, 6), round(rng.uniform(-3, 6), 2)])
+        readd = rng.random() < 0.2
+        expire_at = rng.choice(expiries)
         count, gate = rng.randint(1, 4), rng.random() < 0.3
-        items = [(rng.choice(keys), f"v{rng.randint(0, 99)}", rng.randint(-2, 5)) for _ in range(rng.randint(1, 4))]
+        items = [(rng.choice(keys), f"v{rng.randint(0, 99)}", rng.choice([rng.randint(-2, 5), rng.uniform(-2, 5)]))
+                 for _ in range(rng.randint(1, 4))]
         choices: list[tuple[str, Callable[[Any], Any]]] = [
             ("psadd", lambda s: s.psadd(name, key, f"v{score}", score, readd)),
             ("psadd", lambda s: s.psadd(name, key, f"w{score}", score)),
@@ -138,6 +149,7 @@ def test_random_operations_give_good_redis_results_and_data(streams: Streams, pe
             ("psdeletebelowthreshold", lambda s: s.psdeletebelowthreshold(name, score - 2, gate)),
             ("psget", lambda s: s.psget(name, key)),
             ("pskeys", lambda s: s.pskeys(name)),
+            ("pskeys", lambda s: s.pskeys(name, withscores=True, desc=True)),
             ("psvalues", lambda s: s.psvalues(name)),
             ("pslen", lambda s: s.pslen(name)),
             ("psexpire", lambda s: [s.psexpire(), None][1]),
@@ -148,11 +160,20 @@ def test_random_operations_give_good_redis_results_and_data(streams: Streams, pe
             choices.append(("psaddmany", lambda s: s.psaddmany(name, items)))
         return rng.choice(choices)
 
-    for step in range(300):
-        what, call = operation()
-        ours, theirs = call(streams), call(peer)
-        assert ours == theirs, (step, what)
-        assert snapshot(streams.client) == snapshot(peer), (step, what)
+    def as_good_redis_returns(what: str, result: Any) -> Any:
+        """good-redis's psadd script returns Lua numbers: Redis truncates them to integers."""
+        if what == "psadd":
+            return int(result)
+        if what == "psaddmany":
+            return [int(priority) for priority in result]
+        return result
+
+    with fixed_datetime(monkeypatch, now):
+        for step in range(300):
+            what, call = operation()
+            ours, theirs = as_good_redis_returns(what, call(streams)), call(peer)
+            assert ours == theirs, (step, what)
+            assert snapshot(streams.client) == snapshot(peer), (step, what)
 
 
 def test_async_streams_match_good_redis_async_client(redis_url: str, redis_client: Any) -> None:
@@ -204,18 +225,25 @@ def test_psaddmany_with_readd_returns_one_result_per_item(streams: Streams, peer
     assert peer.psaddmany("q", [("a", "1", 2)], readd=True) == [0, 0, 2]  # its sync client leaks SREM/ZREM counts
 
 
+def fixed_datetime(monkeypatch: pytest.MonkeyPatch, now: float) -> contextlib.AbstractContextManager[None]:
+    return skewed_datetime(monkeypatch, 0, fixed=now)
+
+
 # --- clocks (PITFALLS 23) --------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def skewed_datetime(monkeypatch: pytest.MonkeyPatch, offset: float) -> Iterator[None]:
-    """good-redis reads datetime.datetime.now(): shift it by ``offset`` seconds in its module."""
+def skewed_datetime(monkeypatch: pytest.MonkeyPatch, offset: float, fixed: float | None = None) -> Iterator[None]:
+    """good-redis reads datetime.datetime.now(): shift it by ``offset`` seconds in its module
+    (or, with ``fixed``, stop it at that unix time)."""
 
     real = datetime.datetime
 
     class Skewed(real):
         @classmethod
         def now(cls, tz: datetime.tzinfo | None = None) -> Any:
+            if fixed is not None:
+                return real.fromtimestamp(fixed, tz)
             return real.now(tz) + datetime.timedelta(seconds=offset)
 
     shifted = types.SimpleNamespace(datetime=Skewed, timedelta=datetime.timedelta, UTC=UTC)
