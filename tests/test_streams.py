@@ -184,9 +184,9 @@ def test_async_streams_match_good_redis_async_client(redis_url: str, redis_clien
         theirs = peer_client(redis_url, 1, good_redis.AsyncRedis, flush=False)
         await theirs.flushdb()
         try:
-            assert await ours.psaddmany("q", [("a", "1", 3), ("b", "2", 5), ("c", "3", 1)], with_decay=True) == [3, 5, 1]
-            assert await theirs.psaddmany("q", [("a", "1", 3), ("b", "2", 5), ("c", "3", 1)], with_decay=True) == [
-                1, 3, 5, 1]  # its SADD of :ps:decay comes first
+            items = [("a", "1", 3), ("b", "2", 5), ("c", "3", 1)]
+            assert await ours.psaddmany("q", items, with_decay=True) == [3, 5, 1]
+            assert await theirs.psaddmany("q", items, with_decay=True) == [1, 3, 5, 1]  # its SADD of :ps:decay first
             assert await ours.psadd("r", "x", "y", 2) == 2
             assert await theirs.psadd("r", "x", "y", 2) == [2]  # the pipeline's list
             assert await ours.psadd("r", "x", "z", 1, readd=True, with_decay=True) == 3

@@ -63,8 +63,8 @@ class SortedSet:
     """A Redis sorted set safe for consumption by many processes; lower score first.
 
     Items are stored as given (bytes, str, int, float) and read back as str, or through
-    ``serializer`` (``dumps``/``loads``; ``loads`` receives a str, as with redset). Without ``scorer`` or an explicit score an item
-    scores 0.
+    ``serializer`` (``dumps``/``loads``; ``loads`` receives a str, as with redset's
+    ``take``). Without ``scorer`` or an explicit score an item scores 0.
     """
 
     def __init__(self, redis_client: SyncClient, name: str,
