@@ -593,3 +593,29 @@ def test_a_cluster_client_with_cluster_false_is_refused(redis_cluster_client: An
             await client.aclose()
 
     asyncio.run(build())
+
+
+def test_the_built_wheel_carries_every_script_and_they_load_from_it(tmp_path: Any) -> None:
+    """STYLE.md §6: the scripts are read with importlib.resources from the installed package, here a
+    wheel imported straight from its zip file, in a fresh interpreter that cannot see this checkout."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"
+    shutil.copytree(root / "django_fence", source / "django_fence", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.rst"):
+        shutil.copy(root / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+                    "-w", str(tmp_path / "dist"), str(source)], check=True, timeout=50, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("django_fence-*.whl")
+    read = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import django_fence.streams.scripts as s; "
+        "assert s.__file__.startswith(sys.argv[1]), s.__file__; "
+        "print(json.dumps({n: s.source(n) for n in s.NAMES}))"
+    )
+    done = subprocess.run([sys.executable, "-I", "-c", read, str(wheel)], check=True, timeout=30,
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert json.loads(done.stdout) == {name: scripts.source(name) for name in scripts.NAMES}

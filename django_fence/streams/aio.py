@@ -52,7 +52,11 @@ async def run(client: AsyncClient, operation: Operation[T]) -> T:
 
 
 class AsyncStreams:
-    """Prioritized streams on a ``redis.asyncio.Redis`` (or asyncio ``RedisCluster``); see ``Streams``."""
+    """Prioritized streams on a ``redis.asyncio.Redis`` (or asyncio ``RedisCluster``); see ``Streams``.
+
+    Results are those of ``Streams``, not the pipeline lists good-redis's async client
+    returns from psadd, psdelete and psexpire (see the README).
+    """
 
     def __init__(self, client: AsyncClient, cluster: bool | None = None, serializer: Serializer | None = None,
                  clock: Callable[[], float] | None = None) -> None:

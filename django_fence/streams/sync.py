@@ -59,7 +59,10 @@ class Streams:
     structured values; ``clock`` replaces the server's TIME (see ``StreamCommands``).
     Results match good-redis's: pspull and psvalues decode keys to str; pskeys,
     psdeletebelowthreshold, psget and psnames return what the client returns (bytes
-    unless ``decode_responses=True``).
+    unless ``decode_responses=True``). The deliberate differences (exact float priorities,
+    counts from psexpire/psdecrement_all/psdelete, one result per item from psaddmany,
+    raw values where ``serializer.loads`` fails) are listed in the README. A RedisCluster
+    with ``cluster=False`` is refused: its streams need the hash-tag names.
     """
 
     def __init__(self, client: SyncClient, cluster: bool | None = None, serializer: Serializer | None = None,
