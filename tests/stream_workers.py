@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
@@ -91,5 +92,7 @@ def consume_from_set(barrier: Any, url: str, kind: str, name: str, producers: in
             except KeyError:
                 taken = []
         received.extend(taken)
-        if not taken and done:
-            return received
+        if not taken:
+            if done:
+                return received
+            time.sleep(0.001)  # the producers are behind: do not spin on the server

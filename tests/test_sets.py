@@ -132,6 +132,41 @@ def test_take_skips_and_pop_returns_none_for_items_that_fail_to_deserialize(
     assert ours.pop() == "last"
 
 
+class StrOnlySerializer:
+    """A serializer written for redset, which hands ``loads`` a str: ``bytes.split(":")`` would fail."""
+
+    def dumps(self, item: tuple[str, int]) -> str:
+        return f"{item[0]}:{item[1]}"
+
+    def loads(self, text: str) -> tuple[str, int]:
+        if not isinstance(text, str):
+            raise TypeError(f"expected str, not {type(text).__name__}")
+        name, number = text.split(":")
+        return name, int(number)
+
+
+def test_a_serializer_that_loads_only_str_works_as_with_redset(redis_client: Any, peer: Any) -> None:
+    ours = SortedSet(redis_client, "s", serializer=StrOnlySerializer())
+    theirs = redset.SortedSet(peer, "s", serializer=StrOnlySerializer())
+    for position, item in enumerate([("a", 1), ("b", 2), ("c", 3), ("d", 4)]):
+        both(ours, theirs, lambda s, i=item, p=position: s.add(i, p))
+    assert both(ours, theirs, lambda s: s.take(2)) == [("a", 1), ("b", 2)]  # redset decodes before loads here
+    assert ours.peek() == ("c", 3)
+    with pytest.raises(TypeError):
+        theirs.peek()  # ... but not in peek: we decode everywhere
+    assert both(ours, theirs, lambda s: s.pop()) == ("c", 3)
+    assert both(ours, theirs, lambda s: s.take(5)) == [("d", 4)]
+
+
+def test_an_item_that_is_not_utf8_is_skipped_by_take_and_costs_no_other_item(
+        redis_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+    ours = SortedSet(redis_client, "s", serializer=json)
+    redis_client.zadd("s", {b"\xff": 1, b'"fine"': 2})
+    with caplog.at_level(logging.ERROR):
+        assert ours.take(5) == ["fine"]
+    assert "could not deserialize" in caplog.text
+
+
 def test_pop_returns_an_item_that_deserializes_to_a_false_value(redis_client: Any) -> None:
     ours = SortedSet(redis_client, "s", serializer=json)
     ours.add(0, 1)
@@ -244,6 +279,8 @@ def test_set_bad_input_raises_and_writes_nothing(redis_client: Any, call: Callab
 def test_set_bad_constructor_arguments_raise(redis_client: Any) -> None:
     with pytest.raises(ValueError):
         SortedSet(redis_client, "")
+    with pytest.raises(TypeError, match="str"):
+        SortedSet(redis_client, 123)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         SortedSet(redis_client, "s", scorer=3)  # type: ignore[arg-type]
     with pytest.raises(TypeError):

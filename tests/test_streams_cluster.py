@@ -10,7 +10,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from django_fence.streams import AsyncStreams, ScheduledSet, SortedSet, Streams, TimeSortedSet
+from django_fence.streams import AsyncStreams, ScheduledSet, SortedSet, Streams, TimeSortedSet, commands
 from django_fence.streams.keys import REGISTRY, stream_keys
 from tests.streams_support import CountingClient
 
@@ -93,9 +93,47 @@ def test_cluster_registers_before_adding_and_unregisters_after_deleting(redis_cl
     streams.psadd("warm-up", "a", "v")  # the scripts are loaded (NOSCRIPT, SCRIPT LOAD, EVALSHA) once
     streams.psdelete("warm-up")
     counter = CountingClient(redis_cluster_client, monkeypatch)
-    streams.psadd("q", "a", "v")
+    streams.psadd("q", "a", "v")  # a new stream: registered again after the script (see the race test)
+    streams.psadd("q", "b", "v")  # an existing one: one SADD
     streams.psdelete("q")
-    assert counter.calls == ["SADD", "EVALSHA", "EVALSHA", "SREM"]
+    assert counter.calls == ["SADD", "EVALSHA", "SADD", "SADD", "EVALSHA", "EVALSHA", "SREM", "EXISTS"]
+
+
+@pytest.mark.parametrize("moment", ["before SREM", "after SREM"])
+def test_a_psadd_between_psdeletes_steps_leaves_the_stream_registered(redis_cluster_client: Any, moment: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second client's whole psadd runs right after psdelete's DEL script, or right after its SREM."""
+    streams, other = Streams(redis_cluster_client), Streams(redis_cluster_client)
+    streams.psadd("q", "a", "v")
+    send = redis_cluster_client.execute_command
+    trigger = "SREM" if moment == "before SREM" else "EXISTS"
+    fired = []
+
+    def interleaved(*args: Any, **options: Any) -> Any:
+        if args[0] == trigger and not fired:
+            fired.append(True)
+            other.psadd("q", "b", "new")
+        return send(*args, **options)
+
+    monkeypatch.setattr(redis_cluster_client, "execute_command", interleaved)
+    assert streams.psdelete("q") is True
+    monkeypatch.setattr(redis_cluster_client, "execute_command", send)
+    assert fired and streams.pskeys("q") == [b"b"]
+    assert streams.psnames() == {b"q"}
+
+
+def test_psexpire_on_the_cluster_over_many_streams_and_batches(redis_cluster_client: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commands, "BATCH", 5)
+    streams = Streams(redis_cluster_client)
+    names = [f"stream-{i}" for i in range(40)]
+    for position, name in enumerate(names):
+        streams.psaddmany(name, [(f"k{j}", "v", j) for j in range(position % 9 + 1)])
+        if position % 9:
+            streams.pspull(name, position % 9, expire_at=PAST)
+    assert streams.psexpire() == sum(position % 9 for position in range(40))
+    assert [streams.pslen(name) for name in names] == [1] * 40
+    assert all(redis_cluster_client.zcard(f"{{{name}}}:exp") == 0 for name in names)
 
 
 def test_a_crash_between_the_cluster_steps_leaves_only_a_registered_empty_stream(redis_cluster_client: Any,

@@ -52,10 +52,17 @@ async def run(client: AsyncClient, operation: Operation[T]) -> T:
 
 
 class AsyncStreams:
-    """Prioritized streams on a ``redis.asyncio.Redis`` (or asyncio ``RedisCluster``); see ``Streams``."""
+    """Prioritized streams on a ``redis.asyncio.Redis`` (or asyncio ``RedisCluster``); see ``Streams``.
+
+    Results are those of ``Streams``, not the pipeline lists good-redis's async client
+    returns from psadd, psdelete and psexpire (see the README).
+    """
 
     def __init__(self, client: AsyncClient, cluster: bool | None = None, serializer: Serializer | None = None,
                  clock: Callable[[], float] | None = None) -> None:
+        if isinstance(client, RedisCluster) and cluster is False:
+            raise ValueError("cluster=False needs a single-server client: a RedisCluster needs the hash-tag "
+                             "key names of cluster mode (leave cluster unset)")
         self.client = client
         self.commands = StreamCommands(isinstance(client, RedisCluster) if cluster is None else cluster,
                                        serializer, clock)
@@ -63,23 +70,32 @@ class AsyncStreams:
     async def _run(self, operation: Operation[T]) -> T:
         return await run(self.client, operation)
 
-    async def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False) -> int | float:
-        """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked."""
-        return await self._run(self.commands.psadd(name, key, value, score, readd))
+    async def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False,
+                    with_decay: bool = False) -> int | float:
+        """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked.
+
+        ``with_decay`` also records the name in ``:ps:decay`` (see ``psdecay``): in the same script,
+        or just before it in cluster mode (another slot).
+        """
+        return await self._run(self.commands.psadd(name, key, value, score, readd, with_decay))
 
     async def psaddmany(self, name: str, items: list[tuple[Any, Any, int | float]],
-                        readd: bool = False) -> list[int | float]:
+                        readd: bool = False, with_decay: bool = False) -> list[int | float]:
         """psadd for each (key, value, score), atomically; one result per item."""
-        return await self._run(self.commands.psaddmany(name, items, readd))
+        return await self._run(self.commands.psaddmany(name, items, readd, with_decay))
 
     async def pspull(self, name: str, count: int = 1, purge: bool = True, gate: bool = False,
                      expire_at: timedelta | datetime = timedelta(minutes=1440)) -> dict[Any, Any]:
         """Take up to ``count`` items, highest priority first: ``{key: value}`` in that order."""
         return await self._run(self.commands.pspull(name, count, purge, gate, expire_at))
 
-    async def pskeys(self, name: str) -> list[Any]:
-        """The keys of a stream, lowest priority first."""
-        return await self._run(self.commands.pskeys(name))
+    async def pskeys(self, name: str, *, withscores: bool = False, desc: bool = False) -> list[Any]:
+        """The keys of a stream, lowest priority first (``desc``: highest first).
+
+        ``withscores`` gives ``[(key, priority), ...]``, as redis-py's ``zrange`` (which
+        good-redis hands its keyword arguments to) does; no other keyword is accepted.
+        """
+        return await self._run(self.commands.pskeys(name, withscores, desc))
 
     async def psvalues(self, name: str) -> dict[Any, Any]:
         """``{key: value}`` of every stored item."""
@@ -116,3 +132,7 @@ class AsyncStreams:
     async def psnames(self) -> set[Any]:
         """The registered stream names."""
         return await self._run(self.commands.psnames())
+
+    async def psdecay(self) -> set[Any]:
+        """The names of the streams ever added to ``with_decay`` (good-redis's ``:ps:decay``)."""
+        return await self._run(self.commands.psdecay())

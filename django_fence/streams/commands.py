@@ -6,21 +6,39 @@ reply, and returns the decoded result. ``sync.Streams`` and ``aio.AsyncStreams``
 drive these generators, one with blocking calls, one with ``await``; no logic is written
 twice (DESIGN.md, "one algorithm, two thin drivers").
 
-Every multi-step operation is one script: atomic, one round trip. In cluster mode the
-registry ``:ps:keys`` hashes to another slot than a stream's keys, so it is written in a
-separate, idempotent step, ordered so that every stream holding items is registered:
+Every multi-step operation is one script, atomic. psexpire and psdeletebelowthreshold
+remove at most ``BATCH`` items per script and call again while more remain: each batch
+is atomic and one round trip, and no call holds the server for long (a script blocks
+every other client of the server while it runs). pspull's ``count`` and psdecrement_all
+are one script each: their cost grows with ``count`` and with the stream's size.
 
-- psadd/psaddmany register the name first (SADD), then add the items. A crash in
-  between leaves a registered empty stream.
-- psdelete deletes the stream's keys first, then unregisters (SREM). A crash in between
-  leaves a registered empty stream.
+Every script first checks the TYPE of each of its KEYS and answers WRONGTYPE before any
+write, so a key of another type never leaves half an operation done; psexpire instead
+skips such a stream and names it (logged as an error), so one broken stream does not stop
+the expiry of the others.
 
-A registered empty stream is a state good-redis reaches anyway (a stream drained by
-pspull and psexpire stays registered until psdelete): psnames lists it and psexpire
-passes over it at the cost of one ZRANGEBYSCORE. One race remains that no cross-slot
-ordering closes: a psdelete that runs between a concurrent psadd's two steps leaves that
-psadd's items in a stream that is not registered until the next psadd to it. Without
-cluster mode the registry is one of the script's KEYS and all of this is one atomic step.
+Time: by default the scripts read the Redis server's TIME (PITFALLS 23: one clock for
+every client, however far their own clocks drift); ``clock=`` passes one explicit clock in
+ARGV instead (tests). Calling TIME before a write needs Redis >= 5 (effects replication,
+the default since 5.0); ZPOPMAX needs 5.0 too. We send EVALSHA ourselves rather than
+through ``register_script`` (see ``scripts.py``): same protocol, less client time.
+
+In cluster mode the registry ``:ps:keys`` hashes to another slot than a stream's keys, so
+it is written in separate, idempotent steps, ordered so that every stream holding items
+ends up registered:
+
+- psadd/psaddmany register the name (SADD), then add the items; when the script reports
+  that the stream had no keys before (it may have been deleted meanwhile), they register
+  it again. A crash in between leaves a registered empty stream.
+- psdelete deletes the stream's keys, unregisters (SREM), then checks (EXISTS) whether a
+  concurrent psadd has written to it since, and if so registers it again.
+
+A psadd that writes after psdelete's DEL either runs its script before psdelete's SREM
+(then psdelete's EXISTS sees the items and registers again) or after it (then psadd's own
+second SADD comes after the SREM): the stream stays registered either way. A registered
+empty stream is a state good-redis reaches anyway (a stream drained by pspull and psexpire
+stays registered until psdelete): psnames lists it and psexpire passes over it cheaply.
+Without cluster mode the registry is one of the script's KEYS and all of this is atomic.
 """
 
 from __future__ import annotations
@@ -41,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EXPIRE_CHUNK = 300  # streams per psexpire script without cluster mode: 900 KEYS
+BATCH = 1000  # items per psexpire/psdeletebelowthreshold script: a few milliseconds of server time
+DECAY_REGISTRY = ":ps:decay"  # good-redis's set of the names added with_decay
 
 
 @dataclass(frozen=True)
@@ -64,8 +84,16 @@ Operation = Generator[Call, Any, T]
 
 
 def text(raw: Any) -> Any:
-    """A key as good-redis returns it from pspull/psvalues: bytes decoded as UTF-8."""
-    return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    """A key as good-redis returns it from pspull/psvalues: bytes decoded as UTF-8.
+
+    A key that is not UTF-8 (written by another client: ``item_key`` refuses them) stays bytes.
+    """
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            logger.warning("streams: item key %r is not UTF-8; returned as bytes", raw)
+    return raw
 
 
 def priority(raw: Any) -> int | float:
@@ -103,12 +131,45 @@ class StreamCommands:
     def _load(self, raw: Any) -> Any:
         return raw if raw is None or self.serializer is None else self.serializer.loads(raw)
 
+    def _items(self, name: str, pairs: Iterable[tuple[Any, Any]], removed: bool) -> dict[Any, Any]:
+        """``{key: value}`` decoded item by item: one value that fails ``serializer.loads`` is
+        returned raw (bytes) and logged, and never costs the other items.
+
+        ``removed`` (pspull): the items are gone from Redis, so the failure is logged as an
+        error (the caller holds the only copy); psvalues logs a warning.
+        """
+        items = {}
+        for raw_key, raw_value in pairs:
+            key = text(raw_key)
+            try:
+                items[key] = self._load(raw_value)
+            except Exception:
+                log = logger.error if removed else logger.warning
+                log("stream %r: the value of %r could not be deserialized; returned as stored",
+                    name, key, exc_info=True)
+                items[key] = raw_value
+        return items
+
     def _registry(self) -> tuple[str, ...]:
         """The registry as the optional last KEY of psadd/psdelete; empty in cluster mode."""
         return () if self.cluster else (REGISTRY,)
 
+    def _add(self, name: str, keys: StreamKeys, args: tuple[Any, ...], with_decay: bool) -> Operation[list[Any]]:
+        """psadd.lua with the registry steps around it; the per-item results."""
+        if self.cluster:
+            yield Command(("SADD", REGISTRY, name))
+            if with_decay:
+                yield Command(("SADD", DECAY_REGISTRY, name))
+            script_keys: tuple[str, ...] = keys.all()
+        else:
+            script_keys = (*keys.all(), REGISTRY, DECAY_REGISTRY) if with_decay else (*keys.all(), REGISTRY)
+        fresh, results = yield Script("psadd", script_keys, args)
+        if fresh:  # a psdelete may have unregistered it between our SADD and the script
+            yield Command(("SADD", REGISTRY, name))
+        return list(results)
+
     def psaddmany(self, name: str, items: Iterable[tuple[Any, Any, Any]],
-                  readd: bool = False) -> Operation[list[int | float]]:
+                  readd: bool = False, with_decay: bool = False) -> Operation[list[int | float]]:
         keys = self.keys(name)
         args: list[Any] = []
         for position, item in enumerate(items):
@@ -119,18 +180,15 @@ class StreamCommands:
                      validation.as_arg(validation.number(score, "score"))]
         if not args:
             return []
-        if self.cluster:
-            yield Command(("SADD", REGISTRY, name))
-        reply = yield Script("psadd", (*keys.all(), *self._registry()), (name, "1" if readd else "0", *args))
+        reply = yield from self._add(name, keys, (name, "1" if readd else "0", *args), with_decay)
         return [priority(raw) for raw in reply]
 
-    def psadd(self, name: str, key: Any, value: Any, score: Any = 1, readd: bool = False) -> Operation[int | float]:
+    def psadd(self, name: str, key: Any, value: Any, score: Any = 1, readd: bool = False,
+              with_decay: bool = False) -> Operation[int | float]:
         keys = self.keys(name)
         args = (name, "1" if readd else "0", validation.item_key(key), validation.stored(value, self.serializer),
                 validation.as_arg(validation.number(score, "score")))
-        if self.cluster:
-            yield Command(("SADD", REGISTRY, name))
-        reply = yield Script("psadd", (*keys.all(), *self._registry()), args)
+        reply = yield from self._add(name, keys, args, with_decay)
         return priority(reply[0])
 
     def pspull(self, name: str, count: int = 1, purge: bool = True, gate: bool = False,
@@ -140,21 +198,32 @@ class StreamCommands:
         args = (validation.count(count), "1" if purge else "0", "1" if gate else "0",
                 now_arg(self.clock) if not absolute else "", absolute, relative)
         reply = yield Script("pspull", tuple(keys.all()), args)
-        return {text(reply[i]): self._load(reply[i + 1]) for i in range(0, len(reply), 2)}
+        return self._items(name, zip(reply[::2], reply[1::2], strict=True), removed=True)
 
-    def pskeys(self, name: str) -> Operation[list[Any]]:
-        return list((yield Command(("ZRANGE", self.keys(name).priorities, 0, -1))))
+    def pskeys(self, name: str, withscores: bool = False, desc: bool = False) -> Operation[list[Any]]:
+        command = ("ZRANGE", self.keys(name).priorities, 0, -1, *(("REV",) if desc else ()))
+        if not withscores:
+            return list((yield Command(command)))
+        reply = yield Command((*command, "WITHSCORES"))
+        if reply and isinstance(reply[0], list | tuple):  # RESP3: pairs already
+            return [(member, float(score)) for member, score in reply]
+        return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]  # redis-py's zrange shape
 
     def psvalues(self, name: str) -> Operation[dict[Any, Any]]:
         reply = yield Command(("HGETALL", self.keys(name).values))
         pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
-        return {text(key): self._load(value) for key, value in pairs}
+        return self._items(name, pairs, removed=False)
+
+    def psdecay(self) -> Operation[set[Any]]:
+        return set((yield Command(("SMEMBERS", DECAY_REGISTRY))))
 
     def psdelete(self, name: str) -> Operation[bool]:
         keys = self.keys(name)
         deleted = yield Script("psdelete", (*keys.all(), *self._registry()), (name,))
         if self.cluster:
             yield Command(("SREM", REGISTRY, name))
+            if (yield Command(("EXISTS", *keys.all()))):  # a concurrent psadd wrote after our DEL
+                yield Command(("SADD", REGISTRY, name))
         return bool(deleted)
 
     def psincrement(self, name: str, key: Any, score: Any) -> Operation[float]:
@@ -166,9 +235,13 @@ class StreamCommands:
     def psdeletebelowthreshold(self, name: str, threshold: Any, gate: bool = False) -> Operation[list[Any]]:
         keys = self.keys(name)
         limit = validation.as_arg(validation.number(threshold, "threshold"))
-        reply = yield Script("psdeletebelowthreshold", (keys.values, keys.priorities, keys.excluded),
-                             (limit, "1" if gate else "0"))
-        return list(reply)
+        removed: list[Any] = []
+        more = 1
+        while more:
+            more, batch = yield Script("psdeletebelowthreshold", (keys.values, keys.priorities, keys.excluded),
+                                       (limit, "1" if gate else "0", BATCH))
+            removed += batch
+        return removed
 
     def pslen(self, name: str) -> Operation[int]:
         return int((yield Command(("ZCARD", self.keys(name).priorities))))
@@ -185,25 +258,42 @@ class StreamCommands:
         return set((yield Command(("SMEMBERS", REGISTRY))))
 
     def psexpire(self) -> Operation[int]:
-        names = sorted(text(name) for name in (yield Command(("SMEMBERS", REGISTRY))))
+        names = []
+        for raw in (yield Command(("SMEMBERS", REGISTRY))):
+            name = text(raw)
+            if isinstance(name, str) and name:
+                names.append(name)
+            else:
+                logger.error("psexpire: registered stream name %r is not a non-empty UTF-8 str; skipped", raw)
         now = now_arg(self.clock)
         removed = 0
-        for group in self._expire_groups(names):
-            removed += int((yield Script("psexpire", tuple(group), (now,))))
+        skipped: set[str] = set()
+        for group in self._expire_groups(sorted(names)):
+            while group:
+                keys = [key for name in group for key in self._expire_keys(name)]
+                count, resume, now_used, broken = yield Script("psexpire", tuple(keys), (now, BATCH, *group))
+                removed += int(count)
+                now = str(now_used)  # every batch compares with the time of the first
+                skipped.update(text(name) for name in broken)
+                group = group[int(resume) - 1:] if resume else []
+        for name in sorted(skipped):
+            logger.error("psexpire: stream %r has a key of another type; skipped, its expired items stay", name)
         return removed
 
+    def _expire_keys(self, name: str) -> tuple[str, str, str]:
+        keys = StreamKeys(name, self.cluster)
+        return keys.values, keys.priorities, keys.expiring
+
     def _expire_groups(self, names: list[str]) -> list[list[str]]:
-        """psexpire's KEYS, (t, s, exp) per stream: by hash slot in cluster mode, else in chunks."""
+        """psexpire's streams: by hash slot in cluster mode, else in chunks of EXPIRE_CHUNK."""
         groups: dict[int, list[str]] = {}
         for position, name in enumerate(names):
-            keys = StreamKeys(name, self.cluster)
-            triple = [keys.values, keys.priorities, keys.expiring]
             if self.cluster:
-                slots = {key_slot(key.encode()) for key in triple}
+                slots = {key_slot(key.encode()) for key in self._expire_keys(name)}
                 if len(slots) != 1:  # a name registered by another client that cluster mode cannot tag
                     logger.warning("psexpire: stream %r has keys in several hash slots; skipped", name)
                     continue
-                groups.setdefault(slots.pop(), []).extend(triple)
+                groups.setdefault(slots.pop(), []).append(name)
             else:
-                groups.setdefault(position // EXPIRE_CHUNK, []).extend(triple)
+                groups.setdefault(position // EXPIRE_CHUNK, []).append(name)
         return list(groups.values())

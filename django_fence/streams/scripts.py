@@ -6,6 +6,13 @@ crosses the wire once per server. On a ``RedisCluster``, SCRIPT LOAD goes to eve
 and EVALSHA to the node of the keys' slot. This is what redis-py's ``register_script``
 does; calling ``evalsha`` directly costs a fifth less client time per call on a hot path
 such as psadd. Sync and async clients share the same files.
+
+Two rules of STYLE.md §6 we follow differently, on purpose: the scripts read the server's
+TIME by default (PITFALLS 23: one clock for every client; ``clock=`` passes one explicit
+clock in ARGV instead, which is how tests fix time), and they are sent by EVALSHA here
+rather than through ``register_script`` (same protocol, a fifth less client time). TIME
+before a write is allowed from Redis 5 on (effects replication); ZPOPMAX needs 5.0 too,
+so Redis >= 5.0 is the minimum.
 """
 
 from __future__ import annotations

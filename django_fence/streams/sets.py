@@ -63,16 +63,18 @@ class SortedSet:
     """A Redis sorted set safe for consumption by many processes; lower score first.
 
     Items are stored as given (bytes, str, int, float) and read back as str, or through
-    ``serializer`` (``dumps``/``loads``). Without ``scorer`` or an explicit score an item
-    scores 0.
+    ``serializer`` (``dumps``/``loads``; ``loads`` receives a str, as with redset's
+    ``take``). Without ``scorer`` or an explicit score an item scores 0.
     """
 
     def __init__(self, redis_client: SyncClient, name: str,
                  scorer: Callable[[Any], float] | None = None, serializer: Serializer | None = None,
                  lock_timeout: float | None = None, lock_expires: float | None = None, *,
                  clock: Callable[[], float] | None = None) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a set name must be a non-empty str, not {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"a set name must be a str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("a set name may not be empty")
         if scorer is not None and not callable(scorer):
             raise TypeError("scorer must be a callable taking the item and returning its score")
         if clock is not None and not callable(clock):
@@ -104,9 +106,10 @@ class SortedSet:
         return validation.stored(item, self.serializer, "set item")
 
     def _load(self, raw: Any) -> Any:
-        if self.serializer is not None:
-            return self.serializer.loads(raw)
-        return raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        """An item as stored: decoded from UTF-8 to str first (redset does the same, so a
+        ``loads`` written for str works), then through the serializer if there is one."""
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return text if self.serializer is None else self.serializer.loads(text)
 
     def __len__(self) -> int:
         return int(self._one("ZCARD", self.name))

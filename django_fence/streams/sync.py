@@ -59,11 +59,17 @@ class Streams:
     structured values; ``clock`` replaces the server's TIME (see ``StreamCommands``).
     Results match good-redis's: pspull and psvalues decode keys to str; pskeys,
     psdeletebelowthreshold, psget and psnames return what the client returns (bytes
-    unless ``decode_responses=True``).
+    unless ``decode_responses=True``). The deliberate differences (exact float priorities,
+    counts from psexpire/psdecrement_all/psdelete, one result per item from psaddmany,
+    raw values where ``serializer.loads`` fails) are listed in the README. A RedisCluster
+    with ``cluster=False`` is refused: its streams need the hash-tag names.
     """
 
     def __init__(self, client: SyncClient, cluster: bool | None = None, serializer: Serializer | None = None,
                  clock: Callable[[], float] | None = None) -> None:
+        if isinstance(client, RedisCluster) and cluster is False:
+            raise ValueError("cluster=False needs a single-server client: a RedisCluster needs the hash-tag "
+                             "key names of cluster mode (leave cluster unset)")
         self.client = client
         self.commands = StreamCommands(isinstance(client, RedisCluster) if cluster is None else cluster,
                                        serializer, clock)
@@ -71,23 +77,32 @@ class Streams:
     def _run(self, operation: Operation[T]) -> T:
         return run(self.client, operation)
 
-    def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False) -> int | float:
-        """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked."""
-        return self._run(self.commands.psadd(name, key, value, score, readd))
+    def psadd(self, name: str, key: Any, value: Any, score: int | float = 1, readd: bool = False,
+              with_decay: bool = False) -> int | float:
+        """Add ``score`` to the key's priority and store its value; the new priority, or 0 if blocked.
+
+        ``with_decay`` also records the name in ``:ps:decay`` (see ``psdecay``): in the same script,
+        or just before it in cluster mode (another slot).
+        """
+        return self._run(self.commands.psadd(name, key, value, score, readd, with_decay))
 
     def psaddmany(self, name: str, items: list[tuple[Any, Any, int | float]],
-                  readd: bool = False) -> list[int | float]:
+                  readd: bool = False, with_decay: bool = False) -> list[int | float]:
         """psadd for each (key, value, score), atomically; one result per item."""
-        return self._run(self.commands.psaddmany(name, items, readd))
+        return self._run(self.commands.psaddmany(name, items, readd, with_decay))
 
     def pspull(self, name: str, count: int = 1, purge: bool = True, gate: bool = False,
                expire_at: timedelta | datetime = timedelta(minutes=1440)) -> dict[Any, Any]:
         """Take up to ``count`` items, highest priority first: ``{key: value}`` in that order."""
         return self._run(self.commands.pspull(name, count, purge, gate, expire_at))
 
-    def pskeys(self, name: str) -> list[Any]:
-        """The keys of a stream, lowest priority first."""
-        return self._run(self.commands.pskeys(name))
+    def pskeys(self, name: str, *, withscores: bool = False, desc: bool = False) -> list[Any]:
+        """The keys of a stream, lowest priority first (``desc``: highest first).
+
+        ``withscores`` gives ``[(key, priority), ...]``, as redis-py's ``zrange`` (which
+        good-redis hands its keyword arguments to) does; no other keyword is accepted.
+        """
+        return self._run(self.commands.pskeys(name, withscores, desc))
 
     def psvalues(self, name: str) -> dict[Any, Any]:
         """``{key: value}`` of every stored item."""
@@ -124,3 +139,7 @@ class Streams:
     def psnames(self) -> set[Any]:
         """The registered stream names."""
         return self._run(self.commands.psnames())
+
+    def psdecay(self) -> set[Any]:
+        """The names of the streams ever added to ``with_decay`` (good-redis's ``:ps:decay``)."""
+        return self._run(self.commands.psdecay())

@@ -28,8 +28,12 @@ def number(value: object, what: str) -> int | float:
     if not is_number(value):
         raise TypeError(f"{what} must be an int or float, not {type(value).__name__}")
     assert isinstance(value, int | float)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, not {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond a double's range: Redis could not store it as a score
+        finite = False
+    if not finite:
+        raise ValueError(f"{what} must be finite (within a double's range), not {value!r:.40}")
     return value
 
 
@@ -47,11 +51,20 @@ def count(value: object, what: str = "count") -> int:
 
 
 def item_key(value: object) -> Scalar:
-    """A stream item's key: bytes, str, int or float; never empty."""
+    """A stream item's key: bytes, str, int or float; never empty; bytes must be UTF-8.
+
+    pspull and psvalues return keys decoded as UTF-8 (as good-redis does), so a key that
+    does not decode could not be returned as written: it is refused here, before any write.
+    """
     if not isinstance(value, bytes | str | int | float) or isinstance(value, bool):
         raise TypeError(f"an item key must be bytes, str, int or float, not {type(value).__name__}")
     if isinstance(value, bytes | str) and not value:
         raise ValueError("an item key may not be empty")
+    if isinstance(value, bytes):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"an item key given as bytes must be UTF-8 ({exc.reason} at byte {exc.start})") from None
     return value
 
 

@@ -6,7 +6,15 @@
 -- ARGV[5] absolute expiry in unix seconds, '' for now + ARGV[6] seconds.
 -- Returns {key1, value1, key2, value2, ...}, highest priority first. A key with a
 -- priority but no value (psincrement of an unknown key) is dropped, as good-redis does.
--- Cost: O(count log N).
+-- Errors (WRONGTYPE) before any write if a key holds another type.
+-- Cost: O(count log N): the server is busy for the whole call (about 1 s per 130,000 items).
+local expected = {'hash', 'zset', 'set', 'zset'}
+for i = 1, 4 do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= expected[i] then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a ' .. expected[i])
+  end
+end
 local expiry = ARGV[5]
 if expiry == '' then
   local now = tonumber(ARGV[4])
