@@ -29,6 +29,18 @@ class FenceSettings:
 
     #: Seconds between two flushes of a process's statistics to the shared cache.
     STATS_INTERVAL: float = 1.0
+    #: The cache alias (memcached in production) holding the vote queue, live counters and voter marks.
+    POLLS_VOTES_CACHE: str = "votes"
+    #: The FencedCache alias that question metadata and database totals are read through.
+    POLLS_FENCED_CACHE: str = "default"
+    #: The vote queue's key prefix: ``<prefix>-curr``, ``<prefix>-key-N``, ``<prefix>-pending-<choice>``.
+    POLLS_QUEUE_PREFIX: str = "polls-votes"
+    #: Seconds a taken queue slot may stay empty before the flush reports it lost.
+    POLLS_SLOT_GRACE: float = 10.0
+    #: Seconds a question's metadata (text, choices, closing time) is served from the fence.
+    POLLS_QUESTION_TIMEOUT: int = 60
+    #: Seconds the database part of the live totals is served from the fence.
+    POLLS_TOTALS_TIMEOUT: int = 2
 
 
 DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(FenceSettings)}
