@@ -10,12 +10,13 @@ database cursor the drain commits with the applied totals (polls/services.py),
 which, unlike a memcached lock, survives a restart of memcached.
 
 Slot numbers survive the pointer's loss. A pointer is created at
-``epoch << 32`` where ``epoch`` is the producer's clock in seconds since
-2024-01-01, so a pointer recreated after memcached restarted (or after the
-server holding it left a pool) numbers its slots above every slot the old one
-handed out, and the drain knows where the new numbering starts. Up to 2**32
-slots per pointer; the largest number stays below 2**63 (Redis's INCR limit)
-until 2092.
+``epoch << 24`` where ``epoch`` is the producer's clock in hundredths of a
+second since 2024-01-01, so a pointer recreated after memcached restarted (or
+after the server holding it left a pool) numbers its slots above every slot the
+old one handed out, and the drain knows where the new numbering starts. Limits:
+2**24 (16.7 million) slots per pointer lifetime, which the drain warns about at
+half; two pointers created within the same 10 ms would share numbers; numbers
+stay below 2**63 (Redis's INCR limit) for 170 years.
 
 :func:`extend_ranges` and :func:`next_window` are pure: the drain's
 bookkeeping is tested without a server.
@@ -34,8 +35,9 @@ from .exceptions import BackendUnavailable, translated
 
 logger = logging.getLogger(__name__)
 
-EPOCH_BITS = 32
+EPOCH_BITS = 24
 EPOCH_ORIGIN = 1704067200  # 2024-01-01T00:00:00Z
+EPOCH_UNITS_PER_SECOND = 100
 DEFAULT_SLOT_TTL = 7 * 24 * 3600
 MAX_MESSAGE_BYTES = 1000 * 1000  # memcached's default item size limit is 1 MB
 
@@ -60,7 +62,7 @@ def first_slot(epoch: int) -> int:
 
 def pointer_start(now: float) -> int:
     """The value a new pointer is created with: its first ``incr`` returns ``first_slot(epoch)``."""
-    return max(1, int(now) - EPOCH_ORIGIN) << EPOCH_BITS
+    return max(1, int((now - EPOCH_ORIGIN) * EPOCH_UNITS_PER_SECOND)) << EPOCH_BITS
 
 
 Range = list[int]  # [first, last], both included: JSON-friendly, stored by the drain's cursor
@@ -80,6 +82,9 @@ def extend_ranges(ranges: list[Range], position: int, pointer: int | None) -> tu
     top = ranges[-1][1] if ranges else position
     if pointer <= top:
         return ranges, pointer < top and epoch_of(pointer) <= epoch_of(top)
+    if pointer - (epoch_of(pointer) << EPOCH_BITS) > 1 << (EPOCH_BITS - 1):
+        logger.warning("queue pointer %d has used half of its %d slots; see django_fence.queues", pointer,
+                       1 << EPOCH_BITS)
     start = top + 1 if epoch_of(pointer) == epoch_of(top + 1) else first_slot(epoch_of(pointer))
     if ranges and ranges[-1][1] + 1 == start:
         ranges[-1][1] = pointer

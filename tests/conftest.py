@@ -128,3 +128,28 @@ def fenced(fenced_config: dict[str, Any]) -> Any:
     cache = caches["default"]
     cache.reset_stats()
     return cache
+
+
+@pytest.fixture
+def memcached_server() -> Iterator[servers.Server]:
+    """A memcached of this test's own, for tests that stop, kill or restart it."""
+    server = servers.start_memcached()
+    yield server
+    server.stop()
+
+
+def pylibmc_client(*locations: str, timeout_ms: int = 500) -> Any:
+    """A pylibmc.Client with consistent hashing (ketama) and short timeouts, as the vote queue uses it."""
+    import pylibmc
+
+    return pylibmc.Client(list(locations), binary=False, behaviors={
+        "ketama": True, "connect_timeout": timeout_ms, "_poll_timeout": timeout_ms,
+        "receive_timeout": timeout_ms * 1000, "send_timeout": timeout_ms * 1000, "retry_timeout": 1})  # fmt: skip
+
+
+def votes_config(kind: str, location: str) -> dict[str, Any]:
+    """The "votes" CACHES entry on one backend kind; several memcached servers as a list."""
+    config = backing_config(kind, location, timeout=0.5)
+    if kind == "pylibmc":
+        config["OPTIONS"]["behaviors"]["ketama"] = True
+    return config

@@ -163,3 +163,26 @@ def storm_twice(barrier: Any, key: str, threads: int, compute_seconds: float) ->
     hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
     time.sleep(1.3)
     return hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
+
+
+def bump_counter(barrier: Any, kind: str, location: str, key: str, times: int) -> dict[str, Any]:
+    """Increment one counter ``times`` times as soon as every process is ready."""
+    from django.core.cache import caches
+
+    from django_fence.counters import CounterService
+
+    if kind == "raw_pylibmc":
+        import pylibmc
+
+        service = CounterService(pylibmc.Client([location], behaviors={"ketama": True}))
+    else:
+        service = CounterService(caches["counters"])
+    service.get_count("warm-up")
+    seen, errors = [], 0
+    barrier.wait()
+    for _ in range(times):
+        try:
+            seen.append(service.increment(key))
+        except Exception:
+            errors += 1
+    return {"seen": seen, "errors": errors}
