@@ -189,8 +189,11 @@ class WriteBehindQueue:
     # -- the drain ------------------------------------------------------------------------------------
     def pointer(self) -> int | None:
         """The last slot handed out, or None if there is no pointer (never used, or lost)."""
-        with translated(f"queue {self.prefix!r}: read the pointer"):
-            value = self.client.get(self.pointer_key)
+        try:
+            with translated(f"queue {self.prefix!r}: read the pointer"):
+                value = self.client.get(self.pointer_key)
+        except BackendUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
         return None if value is None else int(value)
 
     def read(self, numbers: list[int]) -> dict[int, str | None]:
