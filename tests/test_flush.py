@@ -291,33 +291,39 @@ def test_flush_killed_at_random_instants_and_run_twice_at_once_applies_each_vote
     """PITFALLS 21: SIGKILL the command mid-drain again and again, then two at once: totals are exact."""
     env = child_env(poll_caches(memcached_server.url), shared_database)
     ids = script(env, "setup")
-    first = script(env, "enqueue", str(ids["question"]), "1500", "a")
+    raw = pylibmc_client(memcached_server.url)
     rng = random.Random(os.getpid())
-    killed = 0
-    for _ in range(5):
-        flusher = start_flush(env, "--batch-size", "10")
-        time.sleep(rng.uniform(0.6, 1.6))  # Django's start-up takes about half of that
+    cast: dict[str, int] = {}
+    killed_mid_drain = 0
+    for round_number in range(4):
+        for key, n in script(env, "enqueue", str(ids["question"]), "400", f"round{round_number}").items():
+            cast[key] = cast.get(key, 0) + n
+        pointer = int(raw.get(":1:polls-votes-curr"))
+        first_slot = pointer - 399
+        flusher = start_flush(env, "--batch-size", "5")
+        deadline = time.monotonic() + 30
+        while raw.get(f":1:polls-votes-key-{first_slot}") is not None and time.monotonic() < deadline:
+            time.sleep(0.002)  # the drain deletes a slot only after committing it
+        time.sleep(rng.uniform(0, 0.05))
         if flusher.poll() is None:
             flusher.send_signal(signal.SIGKILL)
-            killed += 1
+            killed_mid_drain += 1
         flusher.wait(30)
     midway = script(env, "totals")
-    second = script(env, "enqueue", str(ids["question"]), "600", "b")
+    for key, n in script(env, "enqueue", str(ids["question"]), "600", "last").items():
+        cast[key] = cast.get(key, 0) + n
     both = [start_flush(env, "--batch-size", "7") for _ in range(2)]
     outputs = [process.communicate(timeout=90) for process in both]
     assert [process.returncode for process in both] == [0, 0], outputs
     final = script(env, "totals")
-    cast = {choice: n for choice, n in first.items()} | {}
-    for choice, n in second.items():
-        cast[choice] = cast.get(choice, 0) + n
     expected = {key.split(":")[0]: n for key, n in cast.items() if key.endswith(":queued")}
-    assert len(expected) == 3 and sum(expected.values()) == 2100
+    assert len(expected) == 3 and sum(expected.values()) == 2200
     assert final["votes"] == expected
     [cursor] = final["cursors"]
-    assert (cursor["applied"], cursor["lost"], cursor["ranges"]) == (2100, 0, [])
-    assert killed >= 1 or sum(midway["votes"].values()) == 1500
+    assert (cursor["applied"], cursor["lost"], cursor["ranges"]) == (2200, 0, [])
+    assert killed_mid_drain >= 2
     applied = [int(out.split(" vote(s)")[0].split()[-1]) for out, _ in outputs]
-    assert sum(applied) == 2100 - sum(midway["votes"].values())
+    assert sum(applied) == 2200 - sum(midway["votes"].values())
 
 
 def test_flush_loop_stops_cleanly_on_sigterm(memcached_server: servers.Server, tmp_path: Path) -> None:
