@@ -15,7 +15,7 @@ import sys
 def main(argv: list[str]) -> dict[str, object]:
     from django.core.management import call_command
 
-    from django_fence.polls.models import Choice, QueueCursor, Question
+    from django_fence.polls.models import Choice, Question, QueueCursor
     from django_fence.polls.services import cast_vote, question_info
 
     action = argv[0]

@@ -88,7 +88,7 @@ def test_counter_refused_key_raises_and_writes_nothing(service: CounterService, 
 
 
 def test_counter_rejects_other_clients_and_bad_ttl() -> None:
-    with pytest.raises(TypeError, match="pylibmc.Client or a Django cache"):
+    with pytest.raises(TypeError, match=r"pylibmc\.Client or a Django cache"):
         CounterService(object())
     with pytest.raises(ValueError, match="default_ttl"):
         CounterService(caches["votes"], default_ttl=-1)

@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_fence.polls.flush import flush_votes
-from django_fence.polls.models import Choice, QueueCursor, Question
+from django_fence.polls.models import Choice, Question, QueueCursor
 from django_fence.polls.services import cast_vote, counters, pending_key, question_info, vote_queue
 from tests import servers
 from tests.conftest import fenced_caches, flush, pylibmc_client, votes_config

@@ -186,3 +186,16 @@ def bump_counter(barrier: Any, kind: str, location: str, key: str, times: int) -
         except Exception:
             errors += 1
     return {"seen": seen, "errors": errors}
+
+
+def enqueue_many(barrier: Any, times: int) -> dict[str, Any]:
+    """Enqueue ``times`` distinct messages on the votes alias as soon as every process is ready."""
+    from django.core.cache import caches
+
+    from django_fence.queues import WriteBehindQueue
+
+    queue = WriteBehindQueue(caches["votes"], "polls-votes")
+    caches["votes"].get("warm-up")
+    messages = [f"{os.getpid()}:{i}" for i in range(times)]
+    barrier.wait()
+    return {"slots": [queue.enqueue(m) for m in messages], "messages": messages}
