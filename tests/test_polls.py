@@ -206,3 +206,14 @@ def test_question_info_is_cached_through_the_fence(question: Question, django_as
     with django_assert_num_queries(0):
         assert question_info(question.pk) == info
     assert caches["default"].stats()["recomputes"] >= 1
+
+
+def test_setup_demo_creates_the_sample_poll_once(poll_caches: dict[str, Any]) -> None:
+    from django.core.management import call_command
+
+    from testproject.demo.management.commands.setup_demo import SAMPLE_CHOICES, SAMPLE_QUESTION, Command
+
+    call_command(Command(), verbosity=0)
+    call_command(Command(), verbosity=0)
+    [sample] = Question.objects.filter(question_text=SAMPLE_QUESTION)
+    assert [c.choice_text for c in sample.choices.all()] == list(SAMPLE_CHOICES)
