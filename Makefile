@@ -32,6 +32,7 @@ typecheck: $(STAMP) ## mypy (strict) on the package
 
 bench: $(STAMP) ## side-by-side benchmarks against the peers
 	$(PY) benchmarks/stampede.py
+	$(PY) benchmarks/votes.py
 
 clean: ## remove the virtualenv and build leftovers
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache testproject/db.sqlite3

@@ -176,9 +176,9 @@ def run_row(kind: str, label: str, path: str, env: dict[str, str], port: int, qu
     samples = sorted({s for r in results for s in r["samples"]})
     if samples:
         print(f"  {kind} {label}: {', '.join(samples)}", file=sys.stderr)
+    queries = sum(r["queries"] for r in results) / len(latencies)
     return [kind, label, str(len(latencies)), f"{accepted / wall:.0f}", f"{percentile(latencies, 0.5):.1f}",
-            f"{percentile(latencies, 0.99):.1f}", str(errors), f"{sum(r['queries'] for r in results) / len(latencies):.2f}",
-            exact]
+            f"{percentile(latencies, 0.99):.1f}", str(errors), f"{queries:.2f}", exact]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> None:
                     empty(memcached.url)  # one queue per database: the other database's cursor is not this one's
                     env = site_env(databases, memcached.url)
                     manage(env, "migrate", "--verbosity", "0")
-                    question, *choices = (int(x) for x in manage(env, "shell", "-c", SETUP).strip().splitlines()[-1].split())
+                    created = manage(env, "shell", "-c", SETUP).strip().splitlines()[-1]
+                    question, *choices = (int(x) for x in created.split())
                     with gunicorn(env, args.workers) as port:
                         for label, path in (("queued (memcached)", f"/polls/{question}/vote/"),
                                             ("direct (F() update)", f"/direct/{question}/vote/")):
