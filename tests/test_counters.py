@@ -148,3 +148,22 @@ def test_counter_concurrent_first_increments_sum_exactly(kind: str, request: pyt
     settings.CACHES = {**settings.CACHES, "counters": config}
     service = CounterService(pylibmc_client(location) if kind == "raw_pylibmc" else caches["counters"])
     assert service.get_count(key) == 8000
+
+
+def test_counter_evicted_between_add_and_incr_is_created_again(settings: Any) -> None:
+    """PITFALLS 19, the interleaving itself: the new counter vanishes right after our add; no count is lost."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    class EvictsOnce(LocMemCache):
+        evicted = False
+
+        def add(self, key: Any, value: Any, timeout: Any = None, version: int | None = None) -> bool:
+            if not EvictsOnce.evicted:  # another process's add won, and its counter was evicted at once
+                EvictsOnce.evicted = True
+                return False
+            return super().add(key, value, timeout, version)
+
+    service = CounterService(EvictsOnce("evicts-once", {}))
+    assert service.increment("fresh", 3) == 3
+    assert service.increment("fresh") == 4
+    assert EvictsOnce.evicted

@@ -340,3 +340,10 @@ def test_flush_loop_stops_cleanly_on_sigterm(memcached_server: servers.Server, t
     assert looper.returncode == 0, err
     assert out.splitlines()[0].startswith("Applied 20 vote(s) to 1 question(s) in ")
     assert out.splitlines()[-1] == "Stopped."
+
+
+def test_flush_negative_grace_is_an_error(poll: Question) -> None:
+    vote(poll, 1)
+    with pytest.raises(ValueError, match="grace"):
+        flush_votes(grace=-1)
+    assert totals(poll) == [0, 0, 0]

@@ -217,3 +217,22 @@ def test_setup_demo_creates_the_sample_poll_once(poll_caches: dict[str, Any]) ->
     call_command(Command(), verbosity=0)
     [sample] = Question.objects.filter(question_text=SAMPLE_QUESTION)
     assert [c.choice_text for c in sample.choices.all()] == list(SAMPLE_CHOICES)
+
+
+def test_cast_vote_bad_input_raises_and_writes_nothing(question: Question) -> None:
+    from django_fence.polls.services import cast_vote
+
+    info = question_info(question.pk)
+    assert info is not None
+    before = state(question)
+    with pytest.raises(ValueError, match="voter"):
+        cast_vote(info, choice_ids(question)[0], "")
+    with pytest.raises(ValueError, match="does not belong"):
+        cast_vote(info, 10_000, "someone")
+    assert state(question) == before
+
+
+def test_poll_migrations_match_the_models() -> None:
+    from django.core.management import call_command
+
+    call_command("makemigrations", "polls", "--check", "--dry-run", verbosity=0)
