@@ -347,3 +347,34 @@ def test_flush_negative_grace_is_an_error(poll: Question) -> None:
     with pytest.raises(ValueError, match="grace"):
         flush_votes(grace=-1)
     assert totals(poll) == [0, 0, 0]
+
+
+def test_flush_resets_a_pointer_that_fell_behind_the_drain(poll: Question) -> None:
+    """A server rejoining a pool with an old pointer: the flush reports and drops it, and no vote is skipped."""
+    queue = vote_queue()
+    vote(poll, 3)
+    flush_votes()
+    position = QueueCursor.objects.get().position
+    caches["votes"].set(queue.pointer_key, position - 2)  # the old pointer is back
+    report = flush_votes()
+    assert report.stale_pointer == position - 2
+    assert queue.pointer() is None
+    cast = vote(poll, 3, voter="after")
+    assert flush_votes().votes == 3
+    assert totals(poll) == [1 + cast[0], 1 + cast[1], 1 + cast[2]]
+
+
+def test_flush_command_draws_progress_on_a_terminal(poll: Question, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_fence.polls.management.commands import flush_vote_queue
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(flush_vote_queue, "PROGRESS_MIN_SLOTS", 1)
+    vote(poll, 4)
+    out = Terminal()
+    call_command("flush_vote_queue", "--batch-size", "2", stdout=out)
+    drawn, summary = out.getvalue().rsplit("\n", 2)[:2]
+    assert drawn == "\r[" + "#" * 15 + "." * 15 + "] 2/4 slots\r[" + "#" * 30 + "] 4/4 slots"
+    assert summary.startswith("Applied 4 vote(s) to 1 question(s) in ")
