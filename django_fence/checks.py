@@ -2,8 +2,8 @@
 
 Ids: E001 LOCATION names no alias, E002 LOCATION names the alias itself,
 E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
-W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT; for the poll app: E005 the votes
-alias is not in CACHES, E006 the fenced alias is not in CACHES, W002 the fenced
+W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT; for the poll app (ids from 010 up): E010 the votes
+alias is not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced
 alias is not a FencedCache.
 """
 
@@ -68,17 +68,17 @@ def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             f"The poll app's votes cache {conf.POLLS_VOTES_CACHE!r} is not in CACHES.",
             hint="Add a CACHES entry of that name (memcached through PyLibMCCache in production, "
             "LocMemCache for development), or point DJANGO_FENCE['POLLS_VOTES_CACHE'] at one.",
-            obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E005"))  # fmt: skip
+            obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E010"))  # fmt: skip
     fenced = conf.POLLS_FENCED_CACHE
     if fenced not in caches:
         messages.append(Error(
             f"The poll app's fenced cache {fenced!r} is not in CACHES.",
             hint="Point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
-            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E006"))  # fmt: skip
+            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E011"))  # fmt: skip
     elif caches[fenced].get("BACKEND") != FENCED_BACKEND:
         messages.append(CheckWarning(
             f"The poll app reads questions and totals through {fenced!r}, which is not a FencedCache.",
             hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
             "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
-            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W002"))  # fmt: skip
+            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"))  # fmt: skip
     return messages

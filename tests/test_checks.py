@@ -110,9 +110,9 @@ def test_poll_caches_votes_alias_missing(settings: Any) -> None:
         Error("The poll app's votes cache 'votes' is not in CACHES.",
               hint="Add a CACHES entry of that name (memcached through PyLibMCCache in production, "
               "LocMemCache for development), or point DJANGO_FENCE['POLLS_VOTES_CACHE'] at one.",
-              obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E005"),
+              obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E010"),
     ]  # fmt: skip
-    assert "django_fence.E005" in [m.id for m in registry.run_checks(tags=["caches"])]
+    assert "django_fence.E010" in [m.id for m in registry.run_checks(tags=["caches"])]
 
 
 def test_poll_caches_fenced_alias_missing(settings: Any) -> None:
@@ -121,7 +121,7 @@ def test_poll_caches_fenced_alias_missing(settings: Any) -> None:
     assert check_poll_caches() == [
         Error("The poll app's fenced cache 'fence' is not in CACHES.",
               hint="Point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
-              obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E006"),
+              obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E011"),
     ]  # fmt: skip
 
 
@@ -131,5 +131,5 @@ def test_poll_caches_fenced_alias_not_fenced(settings: Any) -> None:
         Warning("The poll app reads questions and totals through 'default', which is not a FencedCache.",
                 hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
                 "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
-                obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W002"),
+                obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"),
     ]  # fmt: skip
