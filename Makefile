@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,bench]'
+	@# good-redis (the streams' peer, side-by-side tests and benchmark) declares Python >= 3.12 and its
+	@# good-common >= 3.13, yet both import on 3.11; good-common also imports sniffio and pydantic
+	@# without declaring them. An extra cannot ignore Requires-Python, hence this line.
+	$(PY) -m pip install -q --ignore-requires-python good-redis==0.2.8 good-common==0.3.5 sniffio pydantic
 	@touch $(STAMP)
 
 help: ## list the targets
@@ -32,6 +36,8 @@ typecheck: $(STAMP) ## mypy (strict) on the package
 
 bench: $(STAMP) ## side-by-side benchmarks against the peers
 	$(PY) benchmarks/stampede.py
+	$(PY) benchmarks/streams.py
+	$(PY) benchmarks/invalidate.py
 	$(PY) benchmarks/votes.py
 
 clean: ## remove the virtualenv and build leftovers

@@ -6,19 +6,29 @@ Kept apart from the scripts so that each script holds only its rows; the childre
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
+import os
 import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 START_TIMEOUT = 60.0  # spawning P interpreters that import Django takes seconds on a 2-core machine
 SPAWN = multiprocessing.get_context("spawn")  # fork would copy the parent's sockets and thread state
+ROOT = Path(__file__).resolve().parent.parent
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
 
 # memcached's per-command counters (`stats`): cmd_set counts every storage command (add, cas, ...).
 MEMCACHED_OPS = (
@@ -77,6 +87,78 @@ def running_servers() -> Iterator[Servers]:
             memcached_server.stop()
     finally:
         redis_server.stop()
+
+
+@dataclass(frozen=True)
+class WebServer:
+    """A gunicorn master and its workers, listening on 127.0.0.1:``port``."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def check(self) -> None:
+        """Raise, with the end of its log, if the server has exited."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {self.process.returncode}: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 600) -> str:
+        return self.log_text()[-chars:].strip()
+
+    def log_exceptions(self) -> dict[str, int]:
+        """The last line of each traceback in the log (``TypeError: ...``) and how often it occurred."""
+        found: dict[str, int] = {}
+        for line, following in itertools.pairwise([*self.log_text().splitlines(), ""]):
+            if EXCEPTION_LINE.match(line) and not following.startswith((" ", "\t")):
+                found[line] = found.get(line, 0) + 1
+        return found
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+
+@contextmanager
+def running_gunicorn(app: str, env: dict[str, str], workers: int, threads: int) -> Iterator[WebServer]:
+    """gunicorn serving ``app`` with ``workers`` gthread workers of ``threads`` threads on a free loopback port.
+
+    It runs in a session of its own, so Ctrl-C in the terminal reaches only us, and we stop it on the
+    way out whatever happened: SIGTERM (gunicorn's graceful stop), then SIGKILL to the whole group.
+    """
+    from tests.servers import free_port, wait_for_port
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", str(threads), "--backlog", "2048", "--timeout", "60",
+        "--graceful-timeout", "5", "--log-level", "warning",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            server = WebServer(port, process, log)
+            wait_for_port(port, START_TIMEOUT)
+            server.check()
+            yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(15)
+            with suppress(ProcessLookupError):  # a worker the master left behind, or a master that hung
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager

@@ -6,13 +6,18 @@ In one run, against one redis-server and one memcached started here on free loop
    same moment. The recompute sleeps --recompute-ms and counts itself; the table shows how often
    it ran, how many callers got an exception or a wrong value, the p50/p99 latency of the
    callers' calls, and how many commands the row sent to the servers.
-2. Hit path: in one process, N sequential calls of caches["backing"].get(key) and of
+2. View-level storm (benchmarks/view_storm.py): a gunicorn started here serves a small site;
+   N concurrent HTTP requests for one cold page, for Django's ``cache_page`` and for
+   ``fenced_cache_page``, K times with an expiry in between; renders, errors, p50/p99, requests/s.
+3. Hit path: in one process, N sequential calls of caches["backing"].get(key) and of
    caches["fenced"].get_or_set(key, fn, 300) on one warm key, in alternating blocks so that
    noise on a small machine hits both equally.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/stampede.py [--processes 4] [--threads 50] [--recompute-ms 50]
+                                            [--view-requests 200] [--view-workers 4] [--view-threads 50]
+                                            [--view-storms 3] [--view-render-ms 100] [--view-render sleep]
                                             [--hits 20000] [--only NAME ...]
 
 Every measurement runs in fresh processes started with "spawn", each configuring Django itself,
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -54,13 +60,21 @@ from benchmarks.harness import (
     time_calls,
     versions,
 )
+from benchmarks.view_storm import (
+    ViewStormOptions,
+    ViewStormResult,
+    ViewStormRow,
+    failed,
+    report_view_storm,
+    run_view_storm_row,
+)
 
 TTL = 300
 RUN_TIMEOUT = 60.0  # from the start; a row slower than this is reported as hung
 HIT_BLOCKS = 10
 HIT_WARMUP = 500
 FENCE_OPTIONS = {"BETA": 1.0, "LOCK_TIMEOUT": 10, "WAIT_TIMEOUT": 5, "GRACE": 60}
-PACKAGES = ["Django", "redis", "pymemcache", "pylibmc", "dogpile.cache", "cachefence", "django-fence"]
+PACKAGES = ["Django", "redis", "pymemcache", "pylibmc", "dogpile.cache", "cachefence", "gunicorn", "django-fence"]
 
 CachesConfig = dict[str, dict[str, Any]]
 Call = Callable[[], object]  # the measured call; returns the value the caller got
@@ -362,6 +376,35 @@ ROWS = [
 ]
 ROWS_BY_NAME = {row.name: row for row in ROWS}
 
+
+def view_rows(server: str, backing: Callable[[Servers], dict[str, Any]]) -> list[ViewStormRow]:
+    """The view storm's rows on one server.
+
+    The pages share one backing alias (the client the fenced rows wrap), so that they differ only
+    in the decorator; "no grace" expires outright, as cache_page does.
+    """
+
+    def site_caches(servers: Servers) -> CachesConfig:
+        return fenced_caches(backing(servers))
+
+    grace = f"GRACE {FENCE_OPTIONS['GRACE']}: from storm 2 on, the old page while 1 re-renders"
+    return [
+        ViewStormRow(f"view storm: cache_page ({server})", "cache_page", site_caches, "Django's"),
+        ViewStormRow(f"view storm: fenced_cache_page ({server})", "fenced_cache_page", site_caches, grace),
+        ViewStormRow(
+            f"view storm: fenced_cache_page no grace ({server})",
+            "fenced_cache_page_no_grace",
+            site_caches,
+            "grace=0: every storm cold",
+        ),
+    ]
+
+
+VIEW_ROWS = [
+    *view_rows("redis", lambda s: redis_cache(s.redis)),
+    *view_rows("memcached", lambda s: pylibmc_cache(s.memcached)),
+]
+
 # (name for --only, label in the table, backing cache): the hit path wraps what the fenced rows wrap.
 HIT_ROWS: list[tuple[str, str, Callable[[Servers], dict[str, Any]]]] = [
     ("hit path (redis)", "redis: RedisCache", lambda s: redis_cache(s.redis)),
@@ -541,6 +584,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=4, metavar="P", help="processes per row (4)")
     parser.add_argument("--threads", type=int, default=50, metavar="T", help="threads per process (50)")
     parser.add_argument("--recompute-ms", type=float, default=50, metavar="MS", help="recompute time (50)")
+    parser.add_argument("--view-requests", type=int, default=200, metavar="N", help="view storm: requests (200)")
+    parser.add_argument("--view-workers", type=int, default=4, metavar="W", help="view storm: gunicorn workers (4)")
+    parser.add_argument(
+        "--view-threads", type=int, default=50, metavar="T", help="view storm: threads per gthread worker (50)"
+    )
+    parser.add_argument("--view-storms", type=int, default=3, metavar="K", help="view storm: storms per row (3)")
+    parser.add_argument("--view-render-ms", type=float, default=100, metavar="MS", help="view storm: render (100)")
+    parser.add_argument(
+        "--view-render", choices=["sleep", "cpu"], default="sleep", help="view storm: render by waiting or computing"
+    )
     parser.add_argument(
         "--hits", type=int, default=20000, metavar="N", help="hit-path calls of each kind; 0 skips it (20000)"
     )
@@ -551,11 +604,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run only rows whose name contains this, case-insensitive; repeatable; 'hit path' picks those",
     )
     args = parser.parse_args(argv)
-    names = [row.name for row in ROWS] + [name for name, _, _ in HIT_ROWS]
+    names = [row.name for row in ROWS] + [row.name for row in VIEW_ROWS] + [name for name, _, _ in HIT_ROWS]
     if args.only and not any(selected(name, args.only) for name in names):
         parser.error(f"--only matches no row; the rows are: {', '.join(names)}")
     if args.processes < 1 or args.threads < 1 or args.hits < 0 or args.recompute_ms < 0:
         parser.error("--processes and --threads must be at least 1, --hits and --recompute-ms at least 0")
+    if min(args.view_requests, args.view_workers, args.view_threads, args.view_storms) < 1 or args.view_render_ms < 0:
+        parser.error("--view-requests, -workers, -threads and -storms must be at least 1, --view-render-ms at least 0")
     return args
 
 
@@ -563,16 +618,38 @@ def selected(name: str, only: list[str] | None) -> bool:
     return not only or any(part.lower() in name.lower() for part in only)
 
 
+def view_storm_options(args: argparse.Namespace) -> ViewStormOptions:
+    return ViewStormOptions(
+        requests=args.view_requests,
+        workers=args.view_workers,
+        threads=args.view_threads,
+        storms=args.view_storms,
+        render_ms=args.view_render_ms,
+        render=args.view_render,
+    )
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does: through every ``finally``, which stops our servers."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     rows = [row for row in ROWS if selected(row.name, args.only)]
+    storm_rows = [row for row in VIEW_ROWS if selected(row.name, args.only)]
+    view_options = view_storm_options(args)
     hit_rows = [row for row in HIT_ROWS if args.hits and selected(row[0], args.only)]
     callers = args.processes * args.threads
     print(f"$ {shlex.join(sys.orig_argv)}")
     print(
         f"stampede: {args.processes} processes x {args.threads} threads = {callers} callers on one cold key, "
         f"recompute {args.recompute_ms:g} ms (sleep)\nhit path: {args.hits} sequential calls of each kind "
-        f"in one process, {HIT_BLOCKS} alternating blocks\nFencedCache OPTIONS: {FENCE_OPTIONS}"
+        f"in one process, {HIT_BLOCKS} alternating blocks\nFencedCache OPTIONS: {FENCE_OPTIONS}\n"
+        f"view storm: {view_options.storms} x {view_options.requests} concurrent GETs, gunicorn "
+        f"{view_options.workers} gthread workers x {view_options.threads} threads, "
+        f"render {view_options.render_ms:g} ms ({view_options.render})"
     )
     with running_servers() as servers:
         print(versions(servers, PACKAGES), flush=True)
@@ -584,6 +661,13 @@ def main(argv: list[str] | None = None) -> None:
                 results.append(run_stampede_row(row, servers, args, ops_overhead))
             except Exception as exc:  # e.g. a server died: report the row and go on with the next
                 results.append(RowResult(row.name, error=describe(exc)))
+        view_results: list[ViewStormResult] = []
+        for view_row in storm_rows:
+            print(f"... {view_row.name}", file=sys.stderr, flush=True)
+            try:
+                view_results.append(run_view_storm_row(view_row, servers, view_options))
+            except Exception as exc:  # gunicorn did not start, a server died: report the row, go on
+                view_results.append(failed(view_row, exc))
         hit_lines = []
         for name, label, backing in hit_rows:
             print(f"... {name}", file=sys.stderr, flush=True)
@@ -593,6 +677,8 @@ def main(argv: list[str] | None = None) -> None:
                 hit_lines.append(([label, "-", "-", "-", "-", "-", "error (below)"], describe(exc)))
     if results:
         report_stampede(results, callers)
+    if view_results:
+        report_view_storm(view_results, view_options)
     if hit_lines:
         report_hit_path(hit_lines, args.hits)
 

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from .engine import UNREACHABLE, Fence
 from .exceptions import BackendUnavailable
 from .flights import Carried, FlightTimeout, carry, computing, reset_computing
-from .ops import Call, Compute, Follow, Op, Sleep, Wake
+from .ops import Call, Compute, Follow, Op, Sleep, Steps, Wake
 from .store import Key
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -58,6 +58,28 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
     ``fence`` returns the calling thread's Fence, so each blocking call runs
     against the worker thread's own store and lock.
     """
+    run = await astart(fence, key, timeout)
+    while run.computing:
+        token = computing(key)
+        try:
+            value = await _call(compute)
+        except GeneratorExit:  # this coroutine is being closed: no more awaits, clean up synchronously
+            try:
+                run.abandon()
+            finally:
+                reset_computing(token)
+            raise
+        except BaseException as exc:  # handed to the algorithm, which releases what it holds
+            reset_computing(token)
+            await run.fail(exc)
+            continue
+        reset_computing(token)
+        await run.supply(value)
+    return run.value
+
+
+async def astart(fence: Callable[[], Fence], key: Key, timeout: float | None) -> ARun:
+    """``Fence.start`` for async code."""
     here = fence()
     here.check_reentry(key)
     try:
@@ -65,31 +87,95 @@ async def aget_or_set(fence: Callable[[], Fence], key: Key, compute: Callable[[]
     except BackendUnavailable:
         entry = UNREACHABLE
     value, steps = here.begin(key, timeout, entry)
-    if steps is None:
-        return value
-    result: Any = None
-    error: BaseException | None = None
-    cancelled: BaseException | None = None  # delivered at the step after the call it interrupted
-    while True:
-        try:
-            op = steps.throw(error) if error is not None else steps.send(result)
-        except StopIteration as stop:
-            return stop.value
-        except Carried as carried:
-            raise carried.exception from None
-        result, error = None, None
-        if cancelled is not None:
-            error, cancelled = cancelled, None
-            continue
-        try:
-            result = await _do(op, here, fence, compute)
-        except Interrupted as interrupted:  # the call finished; its outcome first, then the cancellation
-            result, error, cancelled = interrupted.result, interrupted.error, interrupted.cancel
-        except GeneratorExit:  # this coroutine is being closed: no more awaits, clean up synchronously
-            here.abandon(steps)
-            raise
-        except BaseException as exc:  # handed to the algorithm, which releases what it holds
-            error = carry(exc)
+    run = ARun(fence, here, steps, value)
+    if steps is not None:
+        await run.advance(None, None)
+    return run
+
+
+async def _call(compute: Callable[[], Any]) -> Any:
+    if inspect.iscoroutinefunction(compute):
+        return await compute()
+    # A sync callable may use the ORM: run it the way Django runs sync code from async code,
+    # with the caller's context (its language, its context variables) and its sync thread.
+    value = await sync_to_async(_carrying(compute))()
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+class ARun:
+    """``engine.Run`` for async code: waits are awaits, blocking calls go to the fence-io threads."""
+
+    def __init__(self, fence: Callable[[], Fence], here: Fence, steps: Steps | None, value: Any = None) -> None:
+        self.fence, self.here, self._steps, self.value = fence, here, steps, value
+        self._started: float | None = None
+        #: Whether the value came from another caller of this process (the very object that caller got).
+        self.followed = False
+        #: Whether this caller waited for another's computation (in this process or another).
+        self.waited = False
+
+    @property
+    def computing(self) -> bool:
+        return self._started is not None
+
+    async def supply(self, value: Any) -> Any:
+        started, self._started = self._started, None
+        if started is None:
+            raise RuntimeError("this run is not waiting for a value")
+        await self.advance((value, self.here.computed(started)), None)
+        return self.value
+
+    async def fail(self, error: BaseException) -> Any:
+        if self._started is None:
+            raise RuntimeError("this run is not waiting for a value")
+        self._started = None
+        await self.advance(None, carry(error))
+        return self.value
+
+    def abandon(self) -> None:
+        """Give up without a value, with blocking calls (for a coroutine being closed)."""
+        steps, self._steps, self._started = self._steps, None, None
+        if steps is not None:
+            self.here.abandon(steps)
+
+    async def advance(self, result: Any, error: BaseException | None) -> None:
+        steps = self._steps
+        assert steps is not None
+        cancelled: BaseException | None = None  # delivered at the step after the call it interrupted
+        while True:
+            try:
+                op = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                self._steps, self.value = None, stop.value
+                return
+            except Carried as carried:
+                self._steps = None
+                raise carried.exception from None
+            except BaseException:
+                self._steps = None
+                raise
+            result, error = None, None
+            if cancelled is not None:
+                error, cancelled = cancelled, None
+                continue
+            if type(op) is Compute:
+                self._started = time.monotonic()
+                return
+            if type(op) is Follow:
+                self.followed = True
+            if type(op) in (Follow, Wake, Sleep):
+                self.waited = True
+            try:
+                result = await _do(op, self.fence)
+            except Interrupted as interrupted:  # the call finished; its outcome first, then the cancellation
+                result, error, cancelled = interrupted.result, interrupted.error, interrupted.cancel
+            except GeneratorExit:  # this coroutine is being closed: no more awaits, clean up synchronously
+                self._steps = None
+                self.here.abandon(steps)
+                raise
+            except BaseException as exc:  # handed to the algorithm, which releases what it holds
+                error = carry(exc)
 
 
 class Interrupted(Exception):
@@ -100,7 +186,7 @@ class Interrupted(Exception):
         self.result, self.error, self.cancel = result, error, cancel
 
 
-async def _do(op: Op, here: Fence, fence: Callable[[], Fence], compute: Callable[[], Any]) -> Any:
+async def _do(op: Op, fence: Callable[[], Fence]) -> Any:
     if type(op) is Call:
         call = asyncio.get_running_loop().run_in_executor(
             _io_executor(), lambda: getattr(getattr(fence(), op.target), op.method)(*op.args))
@@ -116,29 +202,14 @@ async def _do(op: Op, here: Fence, fence: Callable[[], Fence], compute: Callable
         return await asyncio.sleep(op.seconds)
     if type(op) is Wake:
         return await op.watch.await_wake(op.timeout)
-    if type(op) is Follow:
-        # Not wait_for: the leader's own TimeoutError would read as ours (3.11+).
-        waiting = asyncio.ensure_future(asyncio.shield(asyncio.wrap_future(op.flight)))
-        done, _ = await asyncio.wait({waiting}, timeout=op.timeout)
-        if not done:
-            waiting.cancel()
-            raise FlightTimeout
-        return waiting.result()
-    assert type(op) is Compute
-    token = computing(op.key)
-    started = time.monotonic()
-    try:
-        if inspect.iscoroutinefunction(compute):
-            value = await compute()
-        else:
-            # A sync callable may use the ORM: run it the way Django runs sync code from async code,
-            # with the caller's context (its language, its context variables) and its sync thread.
-            value = await sync_to_async(_carrying(compute))()
-            if inspect.isawaitable(value):
-                value = await value
-    finally:
-        reset_computing(token)
-    return value, here.computed(started)
+    assert type(op) is Follow
+    # Not wait_for: the leader's own TimeoutError would read as ours (3.11+).
+    waiting = asyncio.ensure_future(asyncio.shield(asyncio.wrap_future(op.flight)))
+    done, _ = await asyncio.wait({waiting}, timeout=op.timeout)
+    if not done:
+        waiting.cancel()
+        raise FlightTimeout
+    return waiting.result()
 
 
 def _carrying(compute: Callable[[], Any]) -> Callable[[], Any]:

@@ -12,6 +12,7 @@ class FenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_fenced_caches
+        from .checks import check_fenced_caches, check_middleware
 
         checks.register(check_fenced_caches, checks.Tags.caches)
+        checks.register(check_middleware, checks.Tags.caches)

@@ -12,20 +12,21 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from .aio import aget_or_set, off_loop
+from .aio import ARun, aget_or_set, astart, off_loop
 from .conf import FenceOptions, configured_caches, parse_options
-from .engine import Fence
-from .envelope import Envelope, unwrap
+from .engine import Fence, Run, Step
+from .envelope import Envelope, untimed, unwrap
 from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
 from .stats import Stats
@@ -143,18 +144,23 @@ class FencedCache(BaseCache):
         return {self._key(key, version): key for key in keys}
 
     # -- the fenced operations --------------------------------------------------------------------
-    def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> Any:
-        """Django's get_or_set, with the callable run once however many callers miss at once."""
+    def get_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None,
+                   *, grace: float | None = None) -> Any:
+        """Django's get_or_set, with the callable run once however many callers miss at once.
+
+        ``grace`` overrides the alias's GRACE for this key. The callable may
+        return :class:`~django_fence.envelope.Timed` to choose its own timeout.
+        """
         compute = default if callable(default) else (lambda: default)
         inner = self.inner
         ttl = self._timeout(timeout, inner)
         if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
             existing = self.get(key, MISSING, version)
-            return compute() if existing is MISSING else existing
-        return self._fence(inner).get_or_set(self._key(key, version, inner), compute, ttl)
+            return untimed(compute()) if existing is MISSING else existing
+        return self._fence(inner).with_grace(grace).get_or_set(self._key(key, version, inner), compute, ttl)
 
     async def aget_or_set(self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT,
-                          version: int | None = None) -> Any:
+                          version: int | None = None, *, grace: float | None = None) -> Any:
         """``get_or_set`` for async code; ``default`` may be a value, a function or an async function."""
         compute = default if callable(default) else (lambda: default)
         ttl = self._timeout(timeout)
@@ -163,8 +169,52 @@ class FencedCache(BaseCache):
             if existing is not MISSING:
                 return existing
             result = compute()
-            return await result if inspect.isawaitable(result) else result
-        return await aget_or_set(self._fence, self._key(key, version), compute, ttl)
+            return untimed(await result if inspect.isawaitable(result) else result)
+        fence = self._fence if grace is None else (lambda: self._fence().with_grace(grace))
+        return await aget_or_set(fence, self._key(key, version), compute, ttl)
+
+    def put(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+            delta: float = 0.0, grace: float | None = None) -> None:
+        """Store a value computed elsewhere as ``get_or_set`` stores one: soft expiry, grace, recompute time.
+
+        Unlike ``set`` (a plain value, as Django writes it), the entry then
+        expires softly: callers get it during the grace window while one
+        refreshes, and XFetch refreshes it early by ``delta``. No lock is taken.
+        """
+        inner = self.inner
+        ttl = self._timeout(timeout, inner)
+        if ttl is not None and ttl <= 0:  # Django: a timeout of 0 or less stores nothing
+            return
+        fence = self._fence(inner).with_grace(grace)
+        now = fence.clock()
+        fenced_key = self._key(key, version, inner)
+        if ttl is None:
+            fence.store.set(fenced_key, Envelope(value, math.inf, delta, now), None)
+        else:
+            ttl = fence.jittered(ttl)
+            fence.store.set(fenced_key, Envelope(value, now + ttl, delta, now), ttl + fence.opts.grace)
+
+    def start(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+              grace: float | None = None, outdated: Callable[[Any], Step | None] | None = None) -> Run:
+        """Begin a get-or-compute whose value the caller supplies later (``run.supply(value)``).
+
+        For computations that are not one function call: the cache middleware
+        pair starts the run in its fetch half and supplies the page in its
+        update half. ``run.computing`` says whether this caller must supply
+        the value (it holds the lock); otherwise ``run.value`` is the value.
+        """
+        inner = self.inner
+        fence = self._fence(inner).with_grace(grace).with_outdated(outdated)
+        return fence.start(self._key(key, version, inner), self._timeout(timeout, inner))
+
+    async def astart(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None, *,
+                     grace: float | None = None, outdated: Callable[[Any], Step | None] | None = None) -> ARun:
+        """``start`` for async code."""
+        if grace is None and outdated is None:
+            fence: Callable[[], Fence] = self._fence
+        else:
+            fence = lambda: self._fence().with_grace(grace).with_outdated(outdated)  # noqa: E731
+        return await astart(fence, self._key(key, version), self._timeout(timeout))
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Django's incr_version; an unnamespaced fence starts from the wrapped alias's VERSION."""

@@ -2,15 +2,17 @@
 
 Ids: E001 LOCATION names no alias, E002 LOCATION names the alias itself,
 E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
-W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT; for the poll app (ids from 010 up): E010 the votes
-alias is not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced
-alias is not a FencedCache.
+W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT, E005 the middleware halves not
+a pair in order; for the poll app (ids from 010 up): E010 the votes alias is
+not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced alias is
+not a FencedCache.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 
@@ -56,6 +58,24 @@ def check_fenced_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 "make LOCK_TIMEOUT at least WAIT_TIMEOUT.",
                 obj=obj, id="django_fence.W001"))  # fmt: skip
     return messages
+
+
+UPDATE = "django_fence.middleware.FencedUpdateCacheMiddleware"
+FETCH = "django_fence.middleware.FencedFetchFromCacheMiddleware"
+
+
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The fetch half holds a lock that only the update half, before it in MIDDLEWARE, releases."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    has_update, has_fetch = UPDATE in middleware, FETCH in middleware
+    if has_update == has_fetch and (not has_fetch or middleware.index(UPDATE) < middleware.index(FETCH)):
+        return []
+    return [Error(
+        "FencedUpdateCacheMiddleware and FencedFetchFromCacheMiddleware must both be in MIDDLEWARE, "
+        "the update half before the fetch half.",
+        hint="Put FencedUpdateCacheMiddleware first and FencedFetchFromCacheMiddleware last in MIDDLEWARE, "
+        "or use FencedCacheMiddleware alone.",
+        obj="settings.MIDDLEWARE", id="django_fence.E005")]  # fmt: skip
 
 
 def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:

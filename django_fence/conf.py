@@ -29,6 +29,10 @@ class FenceSettings:
 
     #: Seconds between two flushes of a process's statistics to the shared cache.
     STATS_INTERVAL: float = 1.0
+    #: Send an RFC 9211 ``Cache-Status`` header on every response of the page layer.
+    CACHE_STATUS_HEADER: bool = False
+    #: A bearer token that may read the metrics view (compared in constant time); None: staff only.
+    METRICS_TOKEN: str | None = None
     #: The cache alias (memcached in production) holding the vote queue, live counters and voter marks.
     POLLS_VOTES_CACHE: str = "votes"
     #: The FencedCache alias that question metadata and database totals are read through.
@@ -84,15 +88,19 @@ class FenceOptions:
     grace: float = 60.0
     #: Once a waiter on memcached reaches the leader's expected finish, how often it checks (seconds).
     check_interval: float = 0.005
+    #: Spread of soft timeouts: each is drawn from timeout x [1 - JITTER, 1 + JITTER], so keys written
+    #: together do not expire together.
+    jitter: float = 0.0
 
 
-# OPTIONS key -> (field name, lowest allowed value, lowest is allowed)
-OPTION_FIELDS: dict[str, tuple[str, float, bool]] = {
-    "BETA": ("beta", 0.0, True),
-    "LOCK_TIMEOUT": ("lock_timeout", 0.0, False),
-    "WAIT_TIMEOUT": ("wait_timeout", 0.0, False),
-    "GRACE": ("grace", 0.0, True),
-    "CHECK_INTERVAL": ("check_interval", 0.0, False),
+# OPTIONS key -> (field name, lowest allowed value, lowest is allowed, highest allowed value)
+OPTION_FIELDS: dict[str, tuple[str, float, bool, float]] = {
+    "BETA": ("beta", 0.0, True, math.inf),
+    "LOCK_TIMEOUT": ("lock_timeout", 0.0, False, math.inf),
+    "WAIT_TIMEOUT": ("wait_timeout", 0.0, False, math.inf),
+    "GRACE": ("grace", 0.0, True, math.inf),
+    "CHECK_INTERVAL": ("check_interval", 0.0, False, math.inf),
+    "JITTER": ("jitter", 0.0, True, 0.5),
 }
 
 
@@ -112,13 +120,16 @@ def parse_options(options: object) -> tuple[FenceOptions, list[str]]:
             known = ", ".join(OPTION_FIELDS)
             problems.append(f"OPTIONS has an unknown key {name!r}; the known keys are {known}.")
             continue
-        field, lowest, inclusive = OPTION_FIELDS[name]
+        field, lowest, inclusive, highest = OPTION_FIELDS[name]
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             problems.append(f"OPTIONS[{name!r}] must be a number, not {type(raw).__name__}.")
             continue
         if not math.isfinite(raw) or raw < lowest or (raw == lowest and not inclusive):
             bound = ">=" if inclusive else ">"
             problems.append(f"OPTIONS[{name!r}] must be a finite number {bound} {lowest:g}, got {raw!r}.")
+            continue
+        if raw > highest:
+            problems.append(f"OPTIONS[{name!r}] must be between {lowest:g} and {highest:g}, got {raw!r}.")
             continue
         values[field] = float(raw)
     return FenceOptions(**values), problems

@@ -10,6 +10,8 @@ sans-I/O style of h11). The decisions on an entry are in envelope.py.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
+import dataclasses
 import logging
 import math
 import random
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .conf import FenceOptions
-from .envelope import Envelope, Step, decide, same_entry, unwrap
+from .envelope import Envelope, Step, Timed, decide, same_entry, untimed, unwrap
 from .exceptions import BackendUnavailable
 from .flights import (
     Abandoned,
@@ -60,39 +62,73 @@ class Fence:
         self.deltas = Deltas() if deltas is None else deltas
         self.clock = clock
         self._draw = draw
+        self.outdated: Callable[[Any], Step | None] | None = None
+
+    def with_grace(self, grace: float | None) -> Fence:
+        """This fence with another grace window (a per-call GRACE, as the page decorator takes)."""
+        if grace is None or grace == self.opts.grace:
+            return self
+        other = copy.copy(self)
+        other.opts = dataclasses.replace(self.opts, grace=float(grace))
+        return other
+
+    def with_outdated(self, outdated: Callable[[Any], Step | None] | None) -> Fence:
+        """This fence with a caller's own test of its values (the page layer's per-URL generations).
+
+        ``outdated(value)`` returns Step.STALE (serve it while one caller
+        refreshes), Step.MISS (do not serve it) or None (as its expiry says).
+        """
+        if outdated is None:
+            return self
+        other = copy.copy(self)
+        other.outdated = outdated
+        return other
+
+    def decide(self, entry: Any, draw: float) -> Step:
+        """What to do with an entry: its expiry (envelope.decide), then the caller's own test."""
+        step = decide(entry, self.clock(), self.opts, draw)
+        if self.outdated is not None and step in (Step.HIT, Step.EARLY) and entry is not MISSING:
+            return self.outdated(unwrap(entry)) or step
+        return step
+
+    def jittered(self, timeout: float) -> float:
+        """``timeout`` spread by JITTER (uniform in timeout x [1 - JITTER, 1 + JITTER])."""
+        if not self.opts.jitter:
+            return timeout
+        return timeout * (1 + self.opts.jitter * (2 * self._draw() - 1))
 
     def draw(self) -> float:
         return 1.0 - self._draw()  # random() is in [0, 1); log() needs (0, 1]
 
     def servable(self, entry: Any) -> bool:
         """Whether ``entry`` may be served: present, and fresh or inside its grace window."""
-        return entry is not MISSING and decide(entry, self.clock(), self.opts, 1.0) is not Step.MISS
+        return entry is not MISSING and self.decide(entry, 1.0) is not Step.MISS
 
     # -- the sync driver ------------------------------------------------------------------------------
     def get_or_set(self, key: Key, compute: Callable[[], Any], timeout: float | None) -> Any:
         """The value of ``key``; ``compute()`` runs once across processes when it must."""
+        run = self.start(key, timeout)
+        while run.computing:
+            token = computing(key)
+            try:
+                value = compute()
+            except BaseException as exc:
+                reset_computing(token)
+                run.fail(exc)
+                continue
+            reset_computing(token)
+            run.supply(value)
+        return run.value
+
+    def start(self, key: Key, timeout: float | None) -> Run:
+        """Begin a get-or-compute that stops where the value must be computed (see :class:`Run`)."""
         self.check_reentry(key)
         try:  # the hit path stays outside the generator: one read, one decision
             entry = self.store.get(key)
         except BackendUnavailable:
             entry = UNREACHABLE
         value, steps = self.begin(key, timeout, entry)
-        if steps is None:
-            return value
-        result: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                op = steps.throw(error) if error is not None else steps.send(result)
-            except StopIteration as stop:
-                return stop.value
-            except Carried as carried:
-                raise carried.exception from None
-            result, error = None, None
-            try:
-                result = self._do(op, compute)
-            except BaseException as exc:
-                error = carry(exc)
+        return Run(self, steps, value)
 
     def abandon(self, steps: Steps) -> None:
         """Run what a closed driver leaves to clean up (lock releases), with blocking calls."""
@@ -103,7 +139,7 @@ class Fence:
                     op = steps.throw(Abandoned())
                     continue
                 try:
-                    result = self._do(op, lambda: None)
+                    result = self._do(op)
                 except BaseException as exc:
                     op = steps.throw(exc)
                 else:
@@ -111,32 +147,26 @@ class Fence:
         except BaseException:
             return
 
-    def _do(self, op: Op, compute: Callable[[], Any]) -> Any:
+    def _do(self, op: Op) -> Any:
         if type(op) is Call:
             return getattr(getattr(self, op.target), op.method)(*op.args)
         if type(op) is Sleep:
             return time.sleep(op.seconds)
         if type(op) is Wake:
             return op.watch.wait(op.timeout)
-        if type(op) is Follow:
-            # Not flight.result(timeout): the leader's own TimeoutError would read as ours (3.11+).
-            done, _ = concurrent.futures.wait([op.flight], op.timeout)
-            if not done:
-                raise FlightTimeout
-            return op.flight.result()
-        assert type(op) is Compute
-        token = computing(op.key)
-        started = time.monotonic()
-        try:
-            value = compute()
-        finally:
-            reset_computing(token)
-        return value, self.computed(started)
+        assert type(op) is Follow
+        # Not flight.result(timeout): the leader's own TimeoutError would read as ours (3.11+).
+        done, _ = concurrent.futures.wait([op.flight], op.timeout)
+        if not done:
+            raise FlightTimeout
+        return op.flight.result()
 
     def computed(self, started: float) -> float:
         """Count a recompute that began at ``started`` (monotonic); return how long it took."""
+        elapsed = time.monotonic() - started
         self.stats.add("recomputes")
-        return time.monotonic() - started
+        self.stats.add("recompute_microseconds", int(elapsed * 1_000_000))
+        return elapsed
 
     # -- the algorithm --------------------------------------------------------------------------------
     def check_reentry(self, key: Key) -> None:
@@ -145,7 +175,7 @@ class Fence:
 
     def look(self, key: Key, entry: Any) -> Step:
         """Decide what to do with what the first read returned (a hit is counted here)."""
-        step = decide(entry, self.clock(), self.opts, self.draw())
+        step = self.decide(entry, self.draw())
         self.deltas.learn(key, entry)
         if step is Step.HIT:
             self.stats.add("hits")
@@ -259,7 +289,7 @@ class Fence:
                 return unwrap(seen)
             self.deltas.remember(key, delta)
             yield from self._store(key, value, timeout, delta, generation, current)
-            return value
+            return untimed(value)
         finally:
             try:
                 yield Call("lock", "release", (lock, token, key))
@@ -269,6 +299,13 @@ class Fence:
     def _store(self, key: Key, value: Any, timeout: float | None, delta: float, generation: int | None,
                before: Any) -> Steps:
         """Store a fresh envelope unless ``key`` was invalidated or written while we computed."""
+        grace = self.opts.grace
+        over_stale = True
+        if type(value) is Timed:  # the computation chose its timeout
+            timed = value
+            value, timeout, over_stale = timed.value, timed.timeout, timed.over_stale
+            grace = grace if timed.grace else 0.0
+            delta = delta if timed.delta is None else timed.delta
         try:
             current, generation_now = yield Call("store", "value_and_generation", (key,))
             if generation_now != generation or (current is not MISSING and not same_entry(current, before)):
@@ -276,11 +313,14 @@ class Fence:
                 # after ours ran out wrote a newer value: ours must not clobber it.
                 logger.debug("fence %s: %s changed during its recompute; not storing", self.name, key)
                 return
+            if not over_stale and self.servable(current):
+                return  # a marker that only releases the waiters: the value still served stays
             now = self.clock()
             if timeout is None:
                 yield Call("store", "set", (key, Envelope(value, math.inf, delta, now), None))
             else:
-                yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + self.opts.grace))
+                timeout = self.jittered(timeout)
+                yield Call("store", "set", (key, Envelope(value, now + timeout, delta, now), timeout + grace))
         except BackendUnavailable:
             self.stats.add("errors")
             logger.warning("fence %s: could not store %s", self.name, key, exc_info=True)
@@ -315,7 +355,7 @@ class Fence:
         finally:
             watch.close()
         value, _ = yield Compute(key)  # nobody could take over within a lease: compute, store nothing
-        return value
+        return untimed(value)
 
     def _take_over_in_process(self, key: Key, timeout: float | None, entry: Any) -> Steps:
         """This process's leader is late: serve stale, else one follower takes over."""
@@ -339,4 +379,79 @@ class Fence:
 
     def _fail_open_compute(self, key: Key) -> Steps:
         value, _ = yield Compute(key)
-        return value
+        return untimed(value)
+
+
+class Run:
+    """One sync get-or-compute that stops where the value must be computed, until it is supplied.
+
+    ``Fence.get_or_set`` supplies the value at once by calling the function.
+    The cache middleware pair supplies it later: the fetch middleware starts
+    the run and lets the request go on; the update middleware supplies the
+    finished page. Until then the lock is held and the other callers wait.
+    """
+
+    def __init__(self, fence: Fence, steps: Steps | None, value: Any = None) -> None:
+        self.fence, self._steps, self.value = fence, steps, value
+        self._started: float | None = None
+        #: Whether the value came from another caller of this process (the very object that caller got).
+        self.followed = False
+        #: Whether this caller waited for another's computation (in this process or another).
+        self.waited = False
+        if steps is not None:
+            self._advance(None, None)
+
+    @property
+    def computing(self) -> bool:
+        """Whether the run waits for this caller to supply the value."""
+        return self._started is not None
+
+    def supply(self, value: Any) -> Any:
+        """Hand over the computed value (stored, shared); return what the caller gets."""
+        started, self._started = self._started, None
+        if started is None:
+            raise RuntimeError("this run is not waiting for a value")
+        self._advance((value, self.fence.computed(started)), None)
+        return self.value
+
+    def fail(self, error: BaseException) -> Any:
+        """The computation raised: the algorithm releases the lock, then re-raises or serves stale."""
+        if self._started is None:
+            raise RuntimeError("this run is not waiting for a value")
+        self._started = None
+        self._advance(None, carry(error))
+        return self.value
+
+    def abandon(self) -> None:
+        """Give up without a value (releases the lock)."""
+        steps, self._steps, self._started = self._steps, None, None
+        if steps is not None:
+            self.fence.abandon(steps)
+
+    def _advance(self, result: Any, error: BaseException | None) -> None:
+        steps = self._steps
+        assert steps is not None
+        while True:
+            try:
+                op = steps.throw(error) if error is not None else steps.send(result)
+            except StopIteration as stop:
+                self._steps, self.value = None, stop.value
+                return
+            except Carried as carried:
+                self._steps = None
+                raise carried.exception from None
+            except BaseException:
+                self._steps = None
+                raise
+            result, error = None, None
+            if type(op) is Compute:
+                self._started = time.monotonic()
+                return
+            if type(op) is Follow:
+                self.followed = True
+            if type(op) in (Follow, Wake, Sleep):
+                self.waited = True
+            try:
+                result = self.fence._do(op)
+            except BaseException as exc:
+                error = carry(exc)

@@ -35,6 +35,28 @@ class Envelope(NamedTuple):
     stored_at: float
 
 
+class Timed(NamedTuple):
+    """What a computation returns to decide its own timeout (the page decorator learns it from the response).
+
+    ``grace=False`` stores the value without a stale window: it is gone at its
+    timeout. The page decorator uses that for short markers whose only job is
+    to release the callers waiting at that moment; with ``over_stale=False``
+    such a marker does not replace a value that can still be served. ``delta``
+    is the recompute time to record when the caller measured it itself.
+    """
+
+    value: Any
+    timeout: float | None
+    grace: bool = True
+    delta: float | None = None
+    over_stale: bool = True
+
+
+def untimed(result: Any) -> Any:
+    """The value a computation produced, without its timeout."""
+    return result.value if type(result) is Timed else result
+
+
 class Step(enum.Enum):
     HIT = "hit"  # serve the value
     EARLY = "early"  # XFetch picked this caller to refresh before expiry

@@ -48,6 +48,14 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, unavailable) and not isinstance(exc, caller)
 
 
+def unavailable(exc: BaseException, what: str) -> BackendUnavailable | None:
+    """``BackendUnavailable`` for a client's "server unavailable" error, else None (re-raise as is).
+
+    For hot paths where a context manager per call costs too much (streams).
+    """
+    return BackendUnavailable(f"{what}: {type(exc).__name__}: {exc}") if is_unavailable(exc) else None
+
+
 @contextlib.contextmanager
 def translated(what: str) -> Iterator[None]:
     """Re-raise the wrapped client's "server unavailable" errors as BackendUnavailable."""

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 NAMES = (
     "hits", "misses", "stale_served", "early_refreshes", "recomputes",
-    "lock_waits", "wait_timeouts", "errors",
+    "lock_waits", "wait_timeouts", "errors", "recompute_microseconds",
 )  # fmt: skip
 
 

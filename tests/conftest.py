@@ -27,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
         missing.append("redis-server")
     if not os.environ.get("FENCE_TEST_MEMCACHED"):
         missing.append("memcached")
+    if not os.environ.get("FENCE_TEST_REDIS_CLUSTER"):
+        missing.append("redis-cli")
     for name in missing:
         try:
             servers.require_binary(name)
@@ -47,6 +49,42 @@ def _server(variable: str, start: Callable[[], servers.Server]) -> Iterator[str]
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     yield from _server("FENCE_TEST_REDIS_URL", servers.start_redis)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[tuple[str, int]]]:
+    """(host, port) of a 3-node Redis Cluster: FENCE_TEST_REDIS_CLUSTER ("host:port,...") or our own."""
+    if os.environ.get("FENCE_TEST_REDIS_CLUSTER"):
+        yield [(host, int(port)) for host, port in
+               (node.rsplit(":", 1) for node in os.environ["FENCE_TEST_REDIS_CLUSTER"].split(","))]
+        return
+    cluster = servers.start_redis_cluster(str(tmp_path_factory.mktemp("redis-cluster")))
+    yield cluster.addresses
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A redis-py client on the session's server, its database flushed before and after."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_cluster_client(redis_cluster_nodes: list[tuple[str, int]]) -> Iterator[Any]:
+    """A RedisCluster client on the session's 3-node cluster, flushed (every primary) before and after."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    client = RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in redis_cluster_nodes])
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    client.close()
 
 
 @pytest.fixture(scope="session")

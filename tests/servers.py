@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-PACKAGES = {"redis-server": "redis-server", "memcached": "memcached"}
+PACKAGES = {"redis-server": "redis-server", "redis-cli": "redis-tools", "memcached": "memcached"}
 
 
 class MissingServer(RuntimeError):
@@ -57,6 +57,7 @@ class Server:
     kind: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)  # appended to the command line
 
     @property
     def command(self) -> list[str]:
@@ -64,7 +65,7 @@ class Server:
             return [
                 require_binary("redis-server"),
                 "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--loglevel", "warning",
+                "--daemonize", "no", "--loglevel", "warning", *self.extra_args,
             ]  # fmt: skip
         return [require_binary("memcached"), "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64",
                 "-u", "root", "-c", "4096"]  # fmt: skip
@@ -104,6 +105,52 @@ def start_redis() -> Server:
 
 def start_memcached() -> Server:
     return Server("memcached").start()
+
+
+@dataclass
+class RedisCluster:
+    """Cluster-enabled redis-server processes joined by ``redis-cli --cluster create``."""
+
+    nodes: list[Server]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", node.port) for node in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def start_redis_cluster(directory: str, size: int = 3, timeout: float = 30.0) -> RedisCluster:
+    """``size`` primaries, no replicas, on free loopback ports; returns once every node says cluster_state:ok.
+
+    ``directory`` holds each node's nodes-PORT.conf (Redis writes it; it must not be shared).
+    """
+    cli = require_binary("redis-cli")
+    nodes = [Server("redis") for _ in range(size)]
+    cluster = RedisCluster(nodes)
+    try:
+        for node in nodes:
+            # the bus port defaults to port + 10000, past 65535 for high free ports: choose it too
+            node.extra_args = ["--cluster-enabled", "yes", "--cluster-port", str(free_port()), "--cluster-config-file",
+                               f"{directory}/nodes-{node.port}.conf", "--dir", directory]
+            node.start()
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{node.port}" for node in nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            while b"cluster_state:ok" not in subprocess.run(
+                [cli, "-p", str(node.port), "cluster", "info"], capture_output=True, timeout=timeout
+            ).stdout:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cluster node {node.port} not ok within {timeout}s")
+                time.sleep(0.05)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 @contextlib.contextmanager

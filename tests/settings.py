@@ -11,6 +11,7 @@ import os
 
 SECRET_KEY = "django-fence-tests"
 DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -57,15 +57,17 @@ def test_location_naming_another_fenced_cache(settings: Any) -> None:
 
 def test_options_of_the_wrong_type_or_range(settings: Any) -> None:
     settings.CACHES = {"backing": LOCMEM,
-                       "default": fenced("backing", BETA="1", LOCK_TIMEOUT=0, GRACE=-1, WAIT_TIMEOUT=True, BOGUS=1)}
+                       "default": fenced("backing", BETA="1", LOCK_TIMEOUT=0, GRACE=-1, WAIT_TIMEOUT=True, JITTER=0.6,
+                                         BOGUS=1)}
     hint = "See the OPTIONS table in django-fence's README."
     problems = [
         "OPTIONS['BETA'] must be a number, not str.",
         "OPTIONS['LOCK_TIMEOUT'] must be a finite number > 0, got 0.",
         "OPTIONS['GRACE'] must be a finite number >= 0, got -1.",
         "OPTIONS['WAIT_TIMEOUT'] must be a number, not bool.",
+        "OPTIONS['JITTER'] must be between 0 and 0.5, got 0.6.",
         "OPTIONS has an unknown key 'BOGUS'; the known keys are BETA, LOCK_TIMEOUT, WAIT_TIMEOUT, GRACE, "
-        "CHECK_INTERVAL.",
+        "CHECK_INTERVAL, JITTER.",
     ]
     assert check_fenced_caches() == [
         Error(f"FencedCache 'default': {problem}", hint=hint, obj="CACHES['default']", id="django_fence.E004")

@@ -43,3 +43,24 @@ def test_demo_storm_reports_one_computation(demo_site: None, client: Any) -> Non
     [message] = [str(m) for m in response.context["messages"]]
     assert "ran the computation 1 time(s)" in message
     assert "0 error(s)" in message
+
+
+@pytest.mark.parametrize(("name", "path"), [("page", "/page/"), ("fragment", "/fragment/"), ("fenced", "/fenced/")])
+def test_demo_pages_through_the_fence_run_their_expensive_part_once(demo_site: None, client: Any, name: str,
+                                                                    path: str) -> None:
+    from testproject.demo.counters import total_runs
+
+    first, second = client.get(path), client.get(path)
+    assert first.status_code == second.status_code == 200
+    assert total_runs(name) == 1
+
+
+@pytest.mark.parametrize("name", ["page", "fragment", "fenced"])
+def test_demo_storm_buttons_run_the_expensive_part_once(demo_site: None, client: Any, name: str) -> None:
+    from testproject.demo.counters import total_runs
+
+    before = total_runs(name)
+    response = client.post(f"/{name}/storm/", follow=True)
+    assert response.status_code == 200
+    assert total_runs(name) == before + 1
+    assert "ran its expensive part 1 time" in response.content.decode()

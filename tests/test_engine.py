@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import math
+from typing import Any
 
 import pytest
 
@@ -72,3 +74,28 @@ def test_parse_options_defaults_and_values() -> None:
     assert problems == []
     assert options == FenceOptions(beta=2.0, grace=0.0, check_interval=0.01)
     assert parse_options({}) == (FenceOptions(), [])
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.1])
+def test_jitter_spreads_the_soft_expiry_of_keys_written_together(settings: Any, jitter: float) -> None:
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "backing": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"jitter-{jitter}",
+                    "OPTIONS": {"MAX_ENTRIES": 5000}},
+        "default": {"BACKEND": "django_fence.backends.FencedCache", "LOCATION": "backing",
+                    "OPTIONS": {"JITTER": jitter, "BETA": 0}},
+    }
+    cache = caches["default"]
+    for index in range(1000):
+        cache.get_or_set(f"k{index}", index, 100)
+    entries = [caches["backing"].get(f"k{index}") for index in range(1000)]
+    assert all(type(e) is Envelope for e in entries)
+    lifetimes = [e.soft_expiry - e.stored_at for e in entries]
+    assert min(lifetimes) >= 100 * (1 - jitter) - 1e-6 and max(lifetimes) <= 100 * (1 + jitter) + 1e-6
+    per_second = collections.Counter(int(e.soft_expiry) for e in entries)
+    if jitter:
+        assert max(per_second.values()) < 150  # uniform over 20 s: about 50 a second
+        assert max(lifetimes) - min(lifetimes) > 15
+    else:
+        assert max(lifetimes) - min(lifetimes) < 1e-6

@@ -165,6 +165,38 @@ def storm_twice(barrier: Any, key: str, threads: int, compute_seconds: float) ->
     return hit_cold_key(barrier, key, threads, compute_seconds, stamp=True, ttl=1)
 
 
+def storm_page(barrier: Any, path: str, threads: int, middleware: list[str] | None = None) -> dict[str, Any]:
+    """``threads`` threads of this process GET ``path`` at once through Django's test client."""
+    from django.conf import settings
+    from django.test import Client
+
+    if middleware is not None:
+        settings.MIDDLEWARE = middleware
+
+    bodies: list[str] = []
+    statuses: list[int] = []
+    errors: list[str] = []
+    start = threading.Barrier(threads)
+
+    def get() -> None:
+        client = Client()
+        start.wait()
+        try:
+            response = client.get(path)
+            statuses.append(response.status_code)
+            bodies.append(response.content.decode())
+        except BaseException:
+            errors.append(traceback.format_exc())
+
+    workers = [threading.Thread(target=get) for _ in range(threads)]
+    barrier.wait()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    return {"bodies": bodies, "statuses": statuses, "errors": errors}
+
+
 def bump_counter(barrier: Any, kind: str, location: str, key: str, times: int) -> dict[str, Any]:
     """Increment one counter ``times`` times as soon as every process is ready."""
     from django.core.cache import caches

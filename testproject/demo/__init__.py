@@ -1,1 +1,1 @@
-"""The demo app: one page whose expensive part is served through the fence."""
+"""The demo app: a report through the fence's get_or_set, and pages through its decorators and tag."""

@@ -7,15 +7,14 @@ import os
 import time
 from typing import Any
 
-from django.core.cache import caches
 from django.utils import timezone
+
+from .counters import count_run, total_runs
 
 REPORT_KEY = "demo:report"
 REPORT_TIMEOUT = 30
-# Kept in the backing cache, not the fenced one, so it counts computations of
-# every process that shares the backing server, and survives mark_stale/delete.
-COMPUTATIONS_KEY = "demo:computations"
 COST_SECONDS = 0.2
+COUNTER = "report"
 
 
 def primes_after(start: int, count: int) -> list[int]:
@@ -30,21 +29,13 @@ def primes_after(start: int, count: int) -> list[int]:
 
 
 def count_computation() -> int:
-    """Add one to the shared computation counter and return the new total."""
-    backing = caches["backing"]
-    # add() creates the key only if missing, so concurrent first callers do not
-    # reset each other's increments; incr() is atomic on Redis and memcached.
-    backing.add(COMPUTATIONS_KEY, 0, timeout=None)
-    try:
-        return backing.incr(COMPUTATIONS_KEY)
-    except ValueError:  # evicted between add() and incr()
-        backing.add(COMPUTATIONS_KEY, 1, timeout=None)
-        return 1
+    """Add one to the report's shared computation counter and return the new total."""
+    return count_run(COUNTER)
 
 
 def total_computations() -> int:
     """How many times `compute_report` has run, across processes sharing the backing cache."""
-    return int(caches["backing"].get(COMPUTATIONS_KEY, 0))
+    return total_runs(COUNTER)
 
 
 def compute_report() -> dict[str, Any]:

@@ -53,6 +53,10 @@ class Command(BaseCommand):
             f"Demo: {base_url}/ (a 200 ms report served through FencedCache over {backing}), "
             f"admin at {base_url}/admin/ - login {USERNAME} / {PASSWORD}"
         )
+        self.stdout.write(
+            f"Pages through the fence: {base_url}/page/ (@fenced_cache_page), "
+            f"{base_url}/fragment/ ({{% fencedcache %}}), {base_url}/fenced/ (@fenced)"
+        )
         self.stdout.write(f"Poll: {base_url}/polls/ (flush votes with: manage.py flush_vote_queue --loop)")
 
     def _sample_question(self) -> bool:

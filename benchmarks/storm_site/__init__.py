@@ -1,0 +1,1 @@
+"""The small Django project that benchmarks/view_storm.py serves with gunicorn."""
