@@ -434,7 +434,8 @@ def test_stats_are_summed_across_processes(fenced_config: Any) -> None:
     assert stats["recomputes"] == 1
     assert stats["misses"] + stats["lock_waits"] + stats["hits"] == 12
     assert set(stats) == {"hits", "misses", "stale_served", "early_refreshes", "recomputes", "lock_waits",
-                          "wait_timeouts", "errors"}
+                          "wait_timeouts", "errors", "recompute_microseconds"}
+    assert stats["recompute_microseconds"] >= 100_000  # the one recompute took 0.1 s
 
 
 def test_async_callers_on_one_loop_use_one_cache_instance_per_worker_thread(fenced: Any) -> None:
@@ -538,8 +539,10 @@ def test_stats_count_what_happened(fenced: Any) -> None:
         raise ValueError("no")
 
     fenced.get_or_set("failing", explode, 60)  # a stale value served after an error (no recompute counted)
-    assert fenced.stats() == {"hits": 1, "misses": 1, "stale_served": 1, "early_refreshes": 1, "recomputes": 2,
-                              "lock_waits": 4, "wait_timeouts": 0, "errors": 1}
+    stats = fenced.stats()
+    assert stats.pop("recompute_microseconds") > 0
+    assert stats == {"hits": 1, "misses": 1, "stale_served": 1, "early_refreshes": 1, "recomputes": 2,
+                     "lock_waits": 4, "wait_timeouts": 0, "errors": 1}
 
 
 def test_the_envelope_weighs_by_the_measured_recompute_time(fenced: Any) -> None:
