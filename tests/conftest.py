@@ -202,3 +202,19 @@ def votes_config(kind: str, location: str) -> dict[str, Any]:
     if kind == "pylibmc":
         config["OPTIONS"]["behaviors"]["ketama"] = True
     return config
+
+
+@pytest.fixture
+def drain_fence_stats() -> Iterator[None]:
+    """Flush every fence's pending statistics after the test.
+
+    A process's counts reach the shared cache from a background thread that looks
+    the wrapped alias up when it flushes; left pending, they would land in the cache
+    a later test configured under the same alias and skew its exact counts.
+    """
+    yield
+    from django_fence import backends
+
+    for shared in list(backends._shared.values()):
+        if shared.stats is not None:
+            shared.stats.flush()

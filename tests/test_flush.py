@@ -27,7 +27,7 @@ from django_fence.polls.services import cast_vote, counters, pending_key, questi
 from tests import servers
 from tests.conftest import fenced_caches, flush, pylibmc_client, votes_config
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("drain_fence_stats")]
 ROOT = Path(__file__).resolve().parent.parent
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "flush-backing"}
 

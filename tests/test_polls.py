@@ -18,7 +18,7 @@ from django_fence.polls.services import counters, pending_key, question_info, vo
 from tests import servers
 from tests.conftest import fenced_caches, flush, votes_config
 
-pytestmark = [pytest.mark.timeout(60), pytest.mark.django_db]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.django_db, pytest.mark.usefixtures("drain_fence_stats")]
 
 
 @pytest.fixture
