@@ -38,6 +38,7 @@ bench: $(STAMP) ## side-by-side benchmarks against the peers
 	$(PY) benchmarks/stampede.py
 	$(PY) benchmarks/streams.py
 	$(PY) benchmarks/invalidate.py
+	$(PY) benchmarks/votes.py
 
 clean: ## remove the virtualenv and build leftovers
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache testproject/db.sqlite3

@@ -3,7 +3,9 @@
 Ids: E001 LOCATION names no alias, E002 LOCATION names the alias itself,
 E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
 W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT, E005 the middleware halves not
-a pair in order.
+a pair in order; for the poll app (ids from 010 up): E010 the votes alias is
+not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced alias is
+not a FencedCache.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.checks import Warning as CheckWarning
 
-from .conf import configured_caches, parse_options
+from .conf import configured_caches, fence_settings, parse_options
 
 FENCED_BACKEND = "django_fence.backends.FencedCache"
 
@@ -74,3 +76,29 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         hint="Put FencedUpdateCacheMiddleware first and FencedFetchFromCacheMiddleware last in MIDDLEWARE, "
         "or use FencedCacheMiddleware alone.",
         obj="settings.MIDDLEWARE", id="django_fence.E005")]  # fmt: skip
+
+
+def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The poll app's aliases (DJANGO_FENCE POLLS_VOTES_CACHE / POLLS_FENCED_CACHE) exist, the second fenced."""
+    messages: list[CheckMessage] = []
+    conf = fence_settings()
+    caches = configured_caches()
+    if conf.POLLS_VOTES_CACHE not in caches:
+        messages.append(Error(
+            f"The poll app's votes cache {conf.POLLS_VOTES_CACHE!r} is not in CACHES.",
+            hint="Add a CACHES entry of that name (memcached through PyLibMCCache in production, "
+            "LocMemCache for development), or point DJANGO_FENCE['POLLS_VOTES_CACHE'] at one.",
+            obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E010"))  # fmt: skip
+    fenced = conf.POLLS_FENCED_CACHE
+    if fenced not in caches:
+        messages.append(Error(
+            f"The poll app's fenced cache {fenced!r} is not in CACHES.",
+            hint="Point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
+            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E011"))  # fmt: skip
+    elif caches[fenced].get("BACKEND") != FENCED_BACKEND:
+        messages.append(CheckWarning(
+            f"The poll app reads questions and totals through {fenced!r}, which is not a FencedCache.",
+            hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
+            "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
+            obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"))  # fmt: skip
+    return messages

@@ -33,6 +33,18 @@ class FenceSettings:
     CACHE_STATUS_HEADER: bool = False
     #: A bearer token that may read the metrics view (compared in constant time); None: staff only.
     METRICS_TOKEN: str | None = None
+    #: The cache alias (memcached in production) holding the vote queue, live counters and voter marks.
+    POLLS_VOTES_CACHE: str = "votes"
+    #: The FencedCache alias that question metadata and database totals are read through.
+    POLLS_FENCED_CACHE: str = "default"
+    #: The vote queue's key prefix: ``<prefix>-curr``, ``<prefix>-key-N``, ``<prefix>-pending-<choice>``.
+    POLLS_QUEUE_PREFIX: str = "polls-votes"
+    #: Seconds a taken queue slot may stay empty before the flush reports it lost.
+    POLLS_SLOT_GRACE: float = 10.0
+    #: Seconds a question's metadata (text, choices, closing time) is served from the fence.
+    POLLS_QUESTION_TIMEOUT: int = 60
+    #: Seconds the database part of the live totals is served from the fence.
+    POLLS_TOTALS_TIMEOUT: int = 2
 
 
 DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(FenceSettings)}

@@ -7,7 +7,7 @@ environment names a real server:
   postgres (trust auth).
 - ``FENCE_REDIS_URL=redis://127.0.0.1:6379/0``: the fence wraps Django's RedisCache.
 - ``FENCE_MEMCACHED=127.0.0.1:11211``: the fence wraps PyLibMCCache (used when
-  FENCE_REDIS_URL is not set).
+  FENCE_REDIS_URL is not set), and the poll app's "votes" alias uses it.
 
 Not for production: the secret key is public and DEBUG is on.
 """
@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_fence",
+    "django_fence.polls",
     "testproject.demo",
 ]
 
@@ -89,7 +90,17 @@ def backing_cache() -> dict[str, object]:
     return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "django-fence-demo"}
 
 
+def votes_cache() -> dict[str, object]:
+    """The poll app's queue and counters: memcached if FENCE_MEMCACHED names one, else LocMemCache."""
+    if memcached := os.environ.get("FENCE_MEMCACHED"):
+        return {"BACKEND": "django.core.cache.backends.memcached.PyLibMCCache", "LOCATION": memcached,
+                "OPTIONS": {"behaviors": {"ketama": True, "connect_timeout": 500, "_poll_timeout": 500,
+                                          "retry_timeout": 1}}}
+    return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "django-fence-votes"}
+
+
 CACHES = {
+    "votes": votes_cache(),
     "backing": backing_cache(),
     "default": {
         "BACKEND": "django_fence.backends.FencedCache",

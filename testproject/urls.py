@@ -5,5 +5,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("polls/", include("django_fence.polls.urls")),
     path("", include("testproject.demo.urls")),
 ]

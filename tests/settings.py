@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_fence",
+    "django_fence.polls",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 CACHES = {
@@ -30,11 +31,16 @@ CACHES = {
         "TIMEOUT": 300,
         "OPTIONS": {"BETA": 1.0, "LOCK_TIMEOUT": 10, "WAIT_TIMEOUT": 5, "GRACE": 60},
     },
+    "votes": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests-votes"},
 }
 if os.environ.get("FENCE_TEST_CACHES"):
     CACHES = json.loads(os.environ["FENCE_TEST_CACHES"])
+# Child processes that share the parent's database (a file, or PostgreSQL) get it through FENCE_TEST_DATABASES.
+if os.environ.get("FENCE_TEST_DATABASES"):
+    DATABASES = json.loads(os.environ["FENCE_TEST_DATABASES"])
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 
-from django_fence.checks import check_fenced_caches
+from django_fence.checks import check_fenced_caches, check_poll_caches
 
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 FENCED = "django_fence.backends.FencedCache"
@@ -23,7 +23,7 @@ def test_valid_configuration_passes(settings: Any) -> None:
 
 
 def test_checks_are_registered_under_the_caches_tag(settings: Any) -> None:
-    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere")}
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere"), "votes": LOCMEM}
     messages = registry.run_checks(tags=["caches"])
     assert [m.id for m in messages if m.id and m.id.startswith("django_fence")] == ["django_fence.E001"]
 
@@ -98,3 +98,40 @@ def test_backend_refuses_invalid_options_when_used(settings: Any) -> None:
     settings.CACHES = {"backing": LOCMEM, "default": fenced("backing", BETA=-1)}
     with pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['BETA'\] must be a finite number >= 0, got -1"):
         caches["default"]
+
+
+def test_poll_caches_valid_configuration_passes(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing"), "votes": LOCMEM}
+    assert check_poll_caches() == []
+    assert [m.id for m in registry.run_checks(tags=["caches"]) if m.id and m.id.startswith("django_fence")] == []
+
+
+def test_poll_caches_votes_alias_missing(settings: Any) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing")}
+    assert check_poll_caches() == [
+        Error("The poll app's votes cache 'votes' is not in CACHES.",
+              hint="Add a CACHES entry of that name (memcached through PyLibMCCache in production, "
+              "LocMemCache for development), or point DJANGO_FENCE['POLLS_VOTES_CACHE'] at one.",
+              obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E010"),
+    ]  # fmt: skip
+    assert "django_fence.E010" in [m.id for m in registry.run_checks(tags=["caches"])]
+
+
+def test_poll_caches_fenced_alias_missing(settings: Any) -> None:
+    settings.CACHES = {"default": LOCMEM, "counts": LOCMEM}
+    settings.DJANGO_FENCE = {"POLLS_VOTES_CACHE": "counts", "POLLS_FENCED_CACHE": "fence"}
+    assert check_poll_caches() == [
+        Error("The poll app's fenced cache 'fence' is not in CACHES.",
+              hint="Point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
+              obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.E011"),
+    ]  # fmt: skip
+
+
+def test_poll_caches_fenced_alias_not_fenced(settings: Any) -> None:
+    settings.CACHES = {"default": LOCMEM, "votes": LOCMEM}
+    assert check_poll_caches() == [
+        Warning("The poll app reads questions and totals through 'default', which is not a FencedCache.",
+                hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
+                "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
+                obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"),
+    ]  # fmt: skip

@@ -195,3 +195,39 @@ def storm_page(barrier: Any, path: str, threads: int, middleware: list[str] | No
     for worker in workers:
         worker.join(60)
     return {"bodies": bodies, "statuses": statuses, "errors": errors}
+
+
+def bump_counter(barrier: Any, kind: str, location: str, key: str, times: int) -> dict[str, Any]:
+    """Increment one counter ``times`` times as soon as every process is ready."""
+    from django.core.cache import caches
+
+    from django_fence.counters import CounterService
+
+    if kind == "raw_pylibmc":
+        import pylibmc
+
+        service = CounterService(pylibmc.Client([location], behaviors={"ketama": True}))
+    else:
+        service = CounterService(caches["counters"])
+    service.get_count("warm-up")
+    seen, errors = [], 0
+    barrier.wait()
+    for _ in range(times):
+        try:
+            seen.append(service.increment(key))
+        except Exception:
+            errors += 1
+    return {"seen": seen, "errors": errors}
+
+
+def enqueue_many(barrier: Any, times: int) -> dict[str, Any]:
+    """Enqueue ``times`` distinct messages on the votes alias as soon as every process is ready."""
+    from django.core.cache import caches
+
+    from django_fence.queues import WriteBehindQueue
+
+    queue = WriteBehindQueue(caches["votes"], "polls-votes")
+    caches["votes"].get("warm-up")
+    messages = [f"{os.getpid()}:{i}" for i in range(times)]
+    barrier.wait()
+    return {"slots": [queue.enqueue(m) for m in messages], "messages": messages}

@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandParser
 
 USERNAME = "admin"
 PASSWORD = "admin"
+SAMPLE_QUESTION = "Which cache should a poll under a traffic spike write to?"
+SAMPLE_CHOICES = ("memcached", "Redis", "the database, one vote at a time")
 
 
 class Command(BaseCommand):
@@ -15,7 +17,8 @@ class Command(BaseCommand):
 
     help = (
         "Prepare the django-fence demo: create the superuser admin (password admin) "
-        "unless a user of that name exists, then print the demo's URLs and login. "
+        "unless a user of that name exists, and a sample poll unless it exists, then print "
+        "the demo's URLs and login. "
         "Run it after migrate; running it again changes nothing."
     )
 
@@ -36,12 +39,15 @@ class Command(BaseCommand):
         else:
             user_model._default_manager.create_superuser(**lookup, email="admin@example.com", password=PASSWORD)
             created = True
+        question_created = self._sample_question()
         if verbosity == 0:
             return
         if created:
             self.stdout.write(self.style.SUCCESS(f"Created superuser {USERNAME!r} (password {PASSWORD!r})."))
         else:
             self.stdout.write(f"User {USERNAME!r} already exists; left unchanged.")
+        if question_created:
+            self.stdout.write(self.style.SUCCESS(f"Created the sample poll {SAMPLE_QUESTION!r}."))
         backing = settings.CACHES["backing"]["BACKEND"].rsplit(".", 1)[-1]
         self.stdout.write(
             f"Demo: {base_url}/ (a 200 ms report served through FencedCache over {backing}), "
@@ -51,3 +57,15 @@ class Command(BaseCommand):
             f"Pages through the fence: {base_url}/page/ (@fenced_cache_page), "
             f"{base_url}/fragment/ ({{% fencedcache %}}), {base_url}/fenced/ (@fenced)"
         )
+        self.stdout.write(f"Poll: {base_url}/polls/ (flush votes with: manage.py flush_vote_queue --loop)")
+
+    def _sample_question(self) -> bool:
+        """Create the sample poll unless a question with its text exists; True if created."""
+        from django_fence.polls.models import Question
+
+        if Question.objects.filter(question_text=SAMPLE_QUESTION).exists():
+            return False
+        question = Question.objects.create(question_text=SAMPLE_QUESTION)
+        for text in SAMPLE_CHOICES:
+            question.choices.create(choice_text=text)
+        return True

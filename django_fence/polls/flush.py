@@ -1,0 +1,243 @@
+"""Draining the vote queue into ``Choice.votes``, exactly once.
+
+Each batch reads the slots past the database's cursor and commits, in ONE
+transaction, the ``F()`` increments of the totals and the cursor's new
+position. The cursor's row is updated first and only if its ``version`` is
+still the one this flush read, so:
+
+- a flush killed at any instant has either committed a batch (totals and
+  position) or not (neither); a rerun starts where the database says;
+- two flushes at once never apply the same slots: the second one's
+  conditional UPDATE waits for the first's row lock (PostgreSQL) or write lock
+  (SQLite), then matches no row, rolls back and re-reads the cursor.
+
+Only after the commit are the drained slots deleted and the pending counters
+decremented; a crash in between leaves slots that the cursor has passed (they
+expire) and live totals that count that batch twice until the pending
+counters are gone (a restart of memcached, or their deletion): a window of one
+cache round trip, which the database totals never see.
+
+An empty slot stops the drain: its producer may still be writing it. It is
+retried on the next run, and once it has been empty for the grace period it
+and every other empty slot taken by then are reported lost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+
+from django_fence.conf import fence_settings
+from django_fence.exceptions import BackendUnavailable
+from django_fence.queues import Range, WriteBehindQueue, compress, drop_through, extend_ranges, next_window
+
+from .models import Choice, QueueCursor
+from .services import counters, forget_totals, pending_key, vote_queue
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(Exception):
+    """Another flush committed first; re-read the cursor."""
+
+
+@dataclass
+class FlushReport:
+    """What one run of the flush did."""
+
+    dry_run: bool = False
+    votes: int = 0
+    questions: set[int] = field(default_factory=set)
+    lost: list[int] = field(default_factory=list)
+    malformed: int = 0
+    orphaned: int = 0  # votes for choices deleted since
+    batches: int = 0
+    conflicts: int = 0
+    waiting_on: int | None = None  # an empty slot still within its grace period
+    stale_pointer: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def lost_ranges(self) -> list[Range]:
+        return compress(self.lost)
+
+
+@dataclass
+class _State:
+    version: int
+    position: int
+    ranges: list[Range]
+    stalled_slot: int | None
+    stalled_top: int | None
+    stalled_since: float | None
+
+    @classmethod
+    def of(cls, cursor: QueueCursor) -> _State:
+        since = cursor.stalled_since.timestamp() if cursor.stalled_since else None
+        return cls(cursor.version, cursor.position, [list(r) for r in cursor.ranges], cursor.stalled_slot,
+                   cursor.stalled_top, since)
+
+
+@dataclass
+class _Batch:
+    state: _State
+    resolved: list[int]
+    lost: list[int]
+    votes: Counter[tuple[int, int]]
+    malformed: int
+    stopped_at: int | None
+    new_stall: bool
+
+
+def parse_message(message: str) -> tuple[int, int] | None:
+    """``"<question id>:<choice id>"`` as ints, or None if the slot holds something else."""
+    question, sep, choice = message.partition(":")
+    if not sep or not question.isdigit() or not choice.isdigit():
+        return None
+    return int(question), int(choice)
+
+
+def _drain_batch(queue: WriteBehindQueue, state: _State, size: int, grace: float, now: float) -> _Batch:
+    window = next_window(state.ranges, size)
+    messages = queue.read(window)
+    resolved: list[int] = []
+    lost: list[int] = []
+    votes: Counter[tuple[int, int]] = Counter()
+    malformed = 0
+    stopped_at = None
+    overdue = state.stalled_since is not None and now - state.stalled_since >= grace
+    for number in window:
+        message = messages[number]
+        if message is not None:
+            parsed = parse_message(message)
+            if parsed is None:
+                malformed += 1
+            else:
+                votes[parsed] += 1
+        elif overdue and state.stalled_top is not None and number <= state.stalled_top:
+            lost.append(number)
+        else:
+            stopped_at = number
+            break
+        resolved.append(number)
+    position = resolved[-1] if resolved else state.position
+    ranges = drop_through(state.ranges, position)
+    new = _State(state.version + 1, position, ranges, state.stalled_slot, state.stalled_top, state.stalled_since)
+    new_stall = False
+    if stopped_at is not None and (state.stalled_top is None or stopped_at > state.stalled_top):
+        new.stalled_slot, new.stalled_top, new.stalled_since = stopped_at, ranges[-1][1], now
+        new_stall = True
+    elif stopped_at is None and state.stalled_top is not None and position >= state.stalled_top:
+        new.stalled_slot = new.stalled_top = new.stalled_since = None
+    return _Batch(new, resolved, lost, votes, malformed, stopped_at, new_stall)
+
+
+def _aware(timestamp: float | None) -> datetime.datetime | None:
+    return None if timestamp is None else datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+
+
+def _commit(prefix: str, before: _State, batch: _Batch) -> int:
+    """Write the batch's totals and the cursor in one transaction; return the orphaned votes."""
+    after = batch.state
+    orphaned = 0
+    with transaction.atomic():
+        # The cursor first: on SQLite this takes the write lock before anything else is read.
+        moved = QueueCursor.objects.filter(prefix=prefix, version=before.version).update(
+            version=after.version, position=after.position, ranges=after.ranges,
+            stalled_slot=after.stalled_slot, stalled_top=after.stalled_top,
+            stalled_since=_aware(after.stalled_since), updated_at=_aware(time.time()),
+            applied=F("applied") + sum(batch.votes.values()), lost=F("lost") + len(batch.lost),
+        )  # fmt: skip
+        if moved != 1:
+            raise Conflict(prefix)
+        for (question_id, choice_id), count in sorted(batch.votes.items()):
+            updated = Choice.objects.filter(pk=choice_id, question_id=question_id).update(votes=F("votes") + count)
+            orphaned += count if updated == 0 else 0
+    return orphaned
+
+
+def _after_commit(queue: WriteBehindQueue, batch: _Batch) -> None:
+    """Delete the drained slots, move their votes out of the pending counters, drop cached totals."""
+    queue.discard(batch.resolved)
+    per_choice: Counter[int] = Counter()
+    for (_, choice_id), count in batch.votes.items():
+        per_choice[choice_id] += count
+    try:
+        counters().bulk_bump({pending_key(choice_id): -count for choice_id, count in per_choice.items()})
+    except BackendUnavailable:
+        logger.warning("flush: could not decrement the pending counters", exc_info=True)
+    for question_id in sorted({question_id for question_id, _ in batch.votes}):
+        forget_totals(question_id)
+
+
+def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | None = None,
+                clock: Callable[[], float] = time.time, should_stop: Callable[[], bool] = lambda: False,
+                progress: Callable[[int, int], None] | None = None) -> FlushReport:
+    """Apply every readable queued vote once; see the module docstring. ``--dry-run`` writes nothing.
+
+    Raises QueueUnavailable if the queue's pointer cannot be read.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    grace = fence_settings().POLLS_SLOT_GRACE if grace is None else grace
+    if grace < 0:
+        raise ValueError(f"grace must be >= 0 seconds, got {grace!r}.")
+    queue = vote_queue()
+    report = FlushReport(dry_run=dry_run)
+    began = time.monotonic()
+    state: _State | None = None
+    known = done = 0
+    while not should_stop():
+        if state is None:
+            state = _load(queue, report, dry_run)
+            known = sum(last - first + 1 for first, last in state.ranges) + done
+        if not state.ranges:
+            break
+        batch = _drain_batch(queue, state, batch_size, grace, clock())
+        if not dry_run:
+            try:
+                report.orphaned += _commit(queue.prefix, state, batch)
+            except Conflict:
+                report.conflicts += 1
+                state = None
+                continue
+            _after_commit(queue, batch)
+        state = batch.state
+        report.batches += 1
+        report.votes += sum(batch.votes.values())
+        report.questions.update(question_id for question_id, _ in batch.votes)
+        report.lost += batch.lost
+        report.malformed += batch.malformed
+        done += len(batch.resolved)
+        if progress is not None:
+            progress(done, known)
+        if batch.stopped_at is not None and not (batch.new_stall and grace == 0):
+            report.waiting_on = batch.stopped_at
+            break
+    if report.lost:
+        logger.error("flush: %d queue slots were lost (empty past their grace): %s", len(report.lost),
+                     report.lost_ranges)
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _load(queue: WriteBehindQueue, report: FlushReport, dry_run: bool) -> _State:
+    """The cursor as the database has it, extended by what the queue's pointer says was taken."""
+    cursor, _ = QueueCursor.objects.get_or_create(prefix=queue.prefix)
+    state = _State.of(cursor)
+    pointer = queue.pointer()
+    ranges, stale = extend_ranges(state.ranges, state.position, pointer)
+    if stale and pointer is not None:
+        report.stale_pointer = pointer
+        if not dry_run:
+            queue.reset_pointer(pointer)
+    state.ranges = ranges
+    return state
+

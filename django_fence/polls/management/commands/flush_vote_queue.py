@@ -1,0 +1,109 @@
+"""``manage.py flush_vote_queue``: apply the queued votes to ``Choice.votes``, exactly once."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_fence.polls.flush import FlushReport, flush_votes
+from django_fence.queues import QueueUnavailable
+
+EXIT_UNREACHABLE = 2
+EXIT_LOST = 3
+PROGRESS_MIN_SLOTS = 5000  # smaller drains end before a bar is worth drawing
+
+
+class Command(BaseCommand):
+    help = (
+        "Apply every vote waiting in the write-behind queue to the database, exactly once: each batch "
+        "commits the totals and the queue position in one transaction, so a killed run can simply be "
+        "rerun, and overlapping runs never apply a vote twice. Exit codes: 0 done; 1 error; "
+        "2 the votes cache is unreachable; 3 done, but queue slots were lost (listed)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=1000,
+                            help="Slots read and committed per transaction (default: %(default)s).")
+        parser.add_argument("--loop", action="store_true",
+                            help="Keep flushing until interrupted (SIGINT/SIGTERM end it after the current batch).")
+        parser.add_argument("--interval", type=float, default=1.0,
+                            help="Seconds between two flushes with --loop (default: %(default)s).")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="Read the queue and print what would be applied; write nothing.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_size, interval = options["batch_size"], options["interval"]
+        if batch_size < 1:
+            raise CommandError(f"--batch-size must be at least 1, got {batch_size}.")
+        if interval < 0:
+            raise CommandError(f"--interval must be >= 0 seconds, got {interval}.")
+        self.verbosity = options["verbosity"]
+        if not options["loop"]:
+            report = self._flush(batch_size, options["dry_run"], stop=None)
+            if report.lost:
+                raise CommandError(f"{len(report.lost)} queue slot(s) were lost.", returncode=EXIT_LOST)
+            return
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.is_set():
+                try:
+                    self._flush(batch_size, options["dry_run"], stop=stop)
+                except CommandError as exc:  # keep looping through an outage of the votes cache
+                    self.stderr.write(str(exc))
+                stop.wait(interval)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.verbosity:
+            self.stdout.write("Stopped.")
+
+    def _flush(self, batch_size: int, dry_run: bool, stop: threading.Event | None) -> FlushReport:
+        show_progress = self.verbosity > 0 and hasattr(self.stdout, "isatty") and self.stdout.isatty()
+        try:
+            report = flush_votes(batch_size=batch_size, dry_run=dry_run,
+                                 should_stop=stop.is_set if stop is not None else lambda: False,
+                                 progress=self._progress if show_progress else None)
+        except QueueUnavailable as exc:
+            raise CommandError(f"Vote queue unreachable: {exc}", returncode=EXIT_UNREACHABLE) from exc
+        if show_progress and self._drawn:
+            self.stdout.write("")
+        self._drawn = False
+        if self.verbosity:
+            self.stdout.write(self._summary(report))
+        return report
+
+    _drawn = False
+
+    def _progress(self, done: int, known: int) -> None:
+        if known < PROGRESS_MIN_SLOTS:
+            return
+        width = 30
+        filled = width * min(done, known) // known
+        self.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{known} slots", ending="")
+        self.stdout.flush()
+        self._drawn = True
+
+    def _summary(self, report: FlushReport) -> str:
+        verb = "Would apply" if report.dry_run else "Applied"
+        lines = [f"{verb} {report.votes} vote(s) to {len(report.questions)} question(s) "
+                 f"in {report.seconds:.2f}s; lost slots: {len(report.lost)}."]
+        if report.lost:
+            runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in report.lost_ranges)
+            lines.append(self.style.ERROR(f"Lost slots (empty past the grace period): {runs}"))
+        if report.waiting_on is not None:
+            lines.append(f"Waiting on slot {report.waiting_on}: taken but not written yet; the next run retries it.")
+        if report.malformed:
+            lines.append(self.style.WARNING(f"Skipped {report.malformed} slot(s) that held no vote."))
+        if report.orphaned:
+            lines.append(self.style.WARNING(f"Dropped {report.orphaned} vote(s) for choices that no longer exist."))
+        if report.stale_pointer is not None:
+            lines.append(self.style.WARNING(
+                f"The queue pointer ({report.stale_pointer}) was behind the database; it was reset."))
+        if report.conflicts:
+            lines.append(f"Another flush committed first {report.conflicts} time(s); its batches were skipped.")
+        return "\n".join(lines)
+
