@@ -204,17 +204,21 @@ def votes_config(kind: str, location: str) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def drain_fence_stats() -> Iterator[None]:
-    """Flush every fence's pending statistics after the test.
+    """Flush every fence's pending statistics after each test, while its caches are still configured.
 
     A process's counts reach the shared cache from a background thread that looks
     the wrapped alias up when it flushes; left pending, they would land in the cache
-    a later test configured under the same alias and skew its exact counts.
+    a later test configured under the same alias and skew its exact counts. Counts
+    that cannot be written (a test stopped the server) are dropped.
     """
     yield
     from django_fence import backends
 
     for shared in list(backends._shared.values()):
         if shared.stats is not None:
-            shared.stats.flush()
+            try:
+                shared.stats.flush()
+            except Exception:
+                shared.stats._pending.clear()

@@ -191,7 +191,10 @@ def test_something_that_is_not_a_url_is_refused(pages: None) -> None:
 
 def _backing_keys() -> list[str]:
     backing = caches["backing"]
-    return list(backing._cache) if isinstance(backing, LocMemCache) else []  # type: ignore[attr-defined]
+    if not isinstance(backing, LocMemCache):
+        return []
+    with backing._lock:  # type: ignore[attr-defined]
+        return list(backing._cache)  # type: ignore[attr-defined]
 
 
 def test_invalidate_fragment_soft_and_hard(pages: None) -> None:

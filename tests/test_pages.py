@@ -171,7 +171,8 @@ def same(ours: dict[str, Any], django: dict[str, Any]) -> None:
 def page_keys(alias: str) -> set[str]:
     """The page and header-list keys an alias holds (the fence's own keys and markers left out)."""
     cache = caches[alias]
-    keys = {k for k in cache._cache if "views.decorators.cache" in k and "fence" not in k}  # type: ignore[attr-defined]
+    with cache._lock:  # type: ignore[attr-defined]  # a flush from another thread may be writing
+        keys = {k for k in cache._cache if "views.decorators.cache" in k and "fence" not in k}  # type: ignore[attr-defined]
     # A short-lived marker where a page could not be stored (it released that page's waiters) is not a page.
     return {k for k in keys if unwrap(cache.get(k.split(":", 2)[2])) not in (PASS, LOOK_AGAIN)}
 
@@ -554,7 +555,9 @@ def one_cache(settings: Any) -> Iterator[None]:
 
 
 def locks_left() -> list[str]:
-    return [k for k in caches["backing"]._cache if "fence-lock" in k]  # type: ignore[attr-defined]
+    backing = caches["backing"]
+    with backing._lock:  # type: ignore[attr-defined]
+        return [k for k in backing._cache if "fence-lock" in k]  # type: ignore[attr-defined]
 
 
 def quick(view: Callable[[HttpRequest], Any], path: str) -> Any:
