@@ -192,7 +192,7 @@ class MemcachedLock(CacheLock):
         raw, value = self._raw(key), lock_value(token, expected_end)
         with translated("lock acquire"):
             for _ in range(2):
-                if self.client.add(raw, value, _ttl(ttl)):
+                if self._add(raw, value, _ttl(ttl)):
                     return True
                 # A released lock is a tombstone until it expires; take it over by CAS.
                 current, cas = self._gets(raw)
@@ -202,6 +202,19 @@ class MemcachedLock(CacheLock):
                     return False  # held
                 # The tombstone expired between add and gets: add again.
             return False
+
+    def _add(self, raw: str, value: str, ttl: int) -> bool:
+        """``add``, tried once more when pylibmc could not even open a socket (nothing reached the server).
+
+        Any other error may come after the server took the lock, so it is not retried.
+        """
+        try:
+            return bool(self.client.add(raw, value, ttl))
+        except Exception as exc:
+            if type(exc).__name__ != "SocketCreateError":
+                raise
+            time.sleep(0.01)
+            return bool(self.client.add(raw, value, ttl))
 
     def release(self, key: Key, token: str, wake: Key | None = None) -> bool:
         raw = self._raw(key)
