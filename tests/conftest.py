@@ -160,6 +160,28 @@ def backing(request: pytest.FixtureRequest) -> tuple[str, str]:
     return kind, request.getfixturevalue("memcached_location")
 
 
+@pytest.fixture(params=["locmem", "redis", "pylibmc"])
+def fenced_on(request: pytest.FixtureRequest, settings: Any) -> Iterator[dict[str, Any]]:
+    """CACHES with "default" a FencedCache (BETA 0) over LocMem, Redis or pylibmc, and a plain LocMem "plain".
+
+    For the layers built on the fence (pages, fragments, invalidation), which
+    need every kind of server but not every client of each.
+    """
+    kind = request.param
+    location = (f"fence-{uuid.uuid4().hex}" if kind == "locmem" else
+                request.getfixturevalue("redis_url" if kind == "redis" else "memcached_location"))
+    flush(kind, location)
+    backing = backing_config(kind, location)
+    if kind == "locmem":
+        backing["OPTIONS"] = {"MAX_ENTRIES": 10_000}
+    settings.CACHES = {
+        **fenced_caches(backing, BETA=0.0),
+        "plain": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex},
+    }
+    yield settings.CACHES
+    flush(kind, location)
+
+
 @pytest.fixture
 def fenced_config(backing: tuple[str, str], settings: Any) -> Iterator[dict[str, Any]]:
     """CACHES with "default" = a FencedCache over the parametrized backend, flushed around the test."""

@@ -6,8 +6,6 @@ import inspect
 import threading
 import time
 import types
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,22 +17,14 @@ from django.utils.cache import get_cache_key, get_max_age, patch_cache_control, 
 
 from django_fence import fenced_cache_page
 from django_fence import pages as pages_module
-from tests.conftest import backing_config, fenced_caches, flush
 from tests.test_stampede import in_threads, store_envelope
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["locmem", "redis", "pylibmc"])
-def status_on(request: pytest.FixtureRequest, settings: Any) -> Iterator[None]:
-    kind = request.param
-    location = (f"status-{uuid.uuid4().hex}" if kind == "locmem" else
-                request.getfixturevalue("redis_url" if kind == "redis" else "memcached_location"))
-    flush(kind, location)
-    settings.CACHES = fenced_caches(backing_config(kind, location), BETA=0.0)
+@pytest.fixture
+def status_on(fenced_on: dict[str, Any], settings: Any) -> None:
     settings.DJANGO_FENCE = {"STATS_INTERVAL": 0.2, "CACHE_STATUS_HEADER": True}
-    yield
-    flush(kind, location)
 
 
 def plain(request: HttpRequest) -> HttpResponse:

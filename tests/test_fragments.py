@@ -7,7 +7,6 @@ import datetime
 import decimal
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,25 +16,15 @@ from django.template import Context, Template, TemplateSyntaxError
 
 from django_fence import fenced
 from django_fence.decorators import Fenced
-from tests.conftest import backing_config, fenced_caches, flush
 from tests.test_stampede import in_threads
 from tests.workers import CONTEXT
 
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["locmem", "redis", "pylibmc"])
-def fence_caches(request: pytest.FixtureRequest, settings: Any) -> Iterator[None]:
-    kind = request.param
-    location = (f"frag-{uuid.uuid4().hex}" if kind == "locmem" else
-                request.getfixturevalue("redis_url" if kind == "redis" else "memcached_location"))
-    flush(kind, location)
-    settings.CACHES = {
-        **fenced_caches(backing_config(kind, location), BETA=0.0),
-        "plain": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex},
-    }
-    yield
-    flush(kind, location)
+@pytest.fixture
+def fence_caches(fenced_on: dict[str, Any]) -> None:
+    """The fence over every kind of server, and a plain LocMem for Django's own tag."""
 
 
 class Slow:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from django.core import checks
 from django.test import AsyncClient, Client
 
 from tests import views
-from tests.conftest import backing_config, fenced_caches, flush
 from tests.test_stampede import in_threads
 from tests.workers import run_in_processes
 
@@ -27,22 +24,13 @@ FENCED_PAIR = ["django_fence.middleware.FencedUpdateCacheMiddleware", SESSION, L
                "django_fence.middleware.FencedFetchFromCacheMiddleware"]
 
 
-@pytest.fixture(params=["locmem", "redis", "pylibmc"])
-def site(request: pytest.FixtureRequest, settings: Any) -> Iterator[Any]:
-    kind = request.param
-    location = (f"site-{uuid.uuid4().hex}" if kind == "locmem" else
-                request.getfixturevalue("redis_url" if kind == "redis" else "memcached_location"))
-    flush(kind, location)
-    settings.CACHES = {
-        **fenced_caches(backing_config(kind, location), BETA=0.0),
-        "plain": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex},
-    }
+@pytest.fixture
+def site(fenced_on: dict[str, Any], settings: Any) -> Any:
     settings.CACHE_MIDDLEWARE_SECONDS = 60
     settings.LANGUAGES = [("en", "English"), ("fr", "French"), ("de", "German")]
     settings.USE_I18N = True
     views.RENDERS.clear()
-    yield settings
-    flush(kind, location)
+    return settings
 
 
 def use(settings: Any, middleware: list[str], alias: str) -> None:

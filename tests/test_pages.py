@@ -265,15 +265,9 @@ def _django_middleware_call(middleware: Any, request: HttpRequest) -> Any:
 SERVER_BACKINGS = ["redis", "pylibmc"]
 
 
-@pytest.fixture(params=["locmem", *SERVER_BACKINGS])
-def page_caches(request: pytest.FixtureRequest, settings: Any) -> Iterator[dict[str, Any]]:
-    kind = request.param
-    location = (f"pages-{uuid.uuid4().hex}" if kind == "locmem" else
-                request.getfixturevalue("redis_url" if kind == "redis" else "memcached_location"))
-    flush(kind, location)
-    settings.CACHES = fenced_caches(backing_config(kind, location), BETA=0.0)
-    yield settings.CACHES
-    flush(kind, location)
+@pytest.fixture
+def page_caches(fenced_on: dict[str, Any]) -> dict[str, Any]:
+    return fenced_on
 
 
 def test_a_cold_page_renders_once_for_concurrent_requests(page_caches: dict[str, Any]) -> None:
