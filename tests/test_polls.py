@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -182,6 +183,17 @@ def test_vote_goes_to_the_database_when_memcached_is_unavailable(question: Quest
     assert [c["votes"] for c in results.json()["choices"]] == [1, 1, 0]
     assert list(Choice.objects.order_by("pk").values_list("votes", flat=True)) == [1, 1, 0]
     assert DirectVote.objects.count() == 2
+
+
+def test_vote_in_the_database_stores_a_digest_of_the_voter_not_the_session_key(question: Question,
+                                                                               settings: Any) -> None:
+    settings.CACHES = {**settings.CACHES, "votes": votes_config("pylibmc", f"127.0.0.1:{servers.free_port()}")}
+    browser = Client()
+    browser.cookies["sessionid"] = "a-secret-session-key"
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 302
+    [stored] = DirectVote.objects.values_list("voter", flat=True)
+    assert "a-secret-session-key" not in stored
+    assert stored == hashlib.sha256(b"session:a-secret-session-key").hexdigest()
 
 
 def test_poll_pages_render(question: Question, client: Client) -> None:

@@ -36,9 +36,19 @@ from django.db.models import F
 
 from django_fence.conf import fence_settings
 from django_fence.exceptions import BackendUnavailable
-from django_fence.queues import Range, WriteBehindQueue, compress, drop_through, extend_ranges, next_window
+from django_fence.queues import (
+    EPOCH_BITS,
+    QueueUnavailable,
+    Range,
+    WriteBehindQueue,
+    compress,
+    drop_through,
+    epoch_of,
+    extend_ranges,
+    next_window,
+)
 
-from .models import Choice, QueueCursor
+from .models import Choice, DirectVote, QueueCursor
 from .services import counters, forget_totals, pending_key, vote_queue
 
 logger = logging.getLogger(__name__)
@@ -62,6 +72,13 @@ class FlushReport:
     conflicts: int = 0
     waiting_on: int | None = None  # an empty slot still within its grace period
     stale_pointer: int | None = None
+    #: Why the pointer could not be read (the known slots were drained anyway), or None.
+    pointer_error: str | None = None
+    #: Slots of an old numbering (before a pointer loss) found by probing, and where probing stopped.
+    probed: int = 0
+    probe_stopped_at: int | None = None
+    #: Slots whose vote was written to the database after their queue write failed: resolved, not applied.
+    direct: int = 0
     seconds: float = 0.0
 
     @property
@@ -94,6 +111,7 @@ class _Batch:
     malformed: int
     stopped_at: int | None
     new_stall: bool
+    direct: int = 0
 
 
 def parse_message(message: str) -> tuple[int, int] | None:
@@ -104,18 +122,26 @@ def parse_message(message: str) -> tuple[int, int] | None:
     return int(question), int(choice)
 
 
-def _drain_batch(queue: WriteBehindQueue, state: _State, size: int, grace: float, now: float) -> _Batch:
+def _drain_batch(queue: WriteBehindQueue, state: _State, size: int, grace: float, now: float,
+                 may_lose: bool = True) -> _Batch:
     window = next_window(state.ranges, size)
     messages = queue.read(window)
+    # A producer whose slot write failed voted in the database instead, naming the slot: resolve it
+    # without applying it (its write may have been stored anyway) and without reporting it lost.
+    direct = set(DirectVote.objects.filter(slot__in=window).values_list("slot", flat=True)) if window else set()
     resolved: list[int] = []
     lost: list[int] = []
     votes: Counter[tuple[int, int]] = Counter()
-    malformed = 0
+    malformed = direct_count = 0
     stopped_at = None
-    overdue = state.stalled_since is not None and now - state.stalled_since >= grace
+    # Without a readable pointer, only declare losses if the cache answered at all (not a whole outage).
+    may_lose = may_lose or any(message is not None for message in messages.values())
+    overdue = may_lose and state.stalled_since is not None and now - state.stalled_since >= grace
     for number in window:
         message = messages[number]
-        if message is not None:
+        if number in direct:
+            direct_count += 1
+        elif message is not None:
             parsed = parse_message(message)
             if parsed is None:
                 malformed += 1
@@ -136,7 +162,7 @@ def _drain_batch(queue: WriteBehindQueue, state: _State, size: int, grace: float
         new_stall = True
     elif stopped_at is None and state.stalled_top is not None and position >= state.stalled_top:
         new.stalled_slot = new.stalled_top = new.stalled_since = None
-    return _Batch(new, resolved, lost, votes, malformed, stopped_at, new_stall)
+    return _Batch(new, resolved, lost, votes, malformed, stopped_at, new_stall, direct_count)
 
 
 def _aware(timestamp: float | None) -> datetime.datetime | None:
@@ -148,6 +174,8 @@ def _commit(prefix: str, before: _State, batch: _Batch) -> int:
     after = batch.state
     orphaned = 0
     with transaction.atomic():
+        if before.version == 0:  # created by the first commit, so a dry run writes nothing
+            QueueCursor.objects.get_or_create(prefix=prefix)
         # The cursor first: on SQLite this takes the write lock before anything else is read.
         moved = QueueCursor.objects.filter(prefix=prefix, version=before.version).update(
             version=after.version, position=after.position, ranges=after.ranges,
@@ -182,7 +210,8 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
                 progress: Callable[[int, int], None] | None = None) -> FlushReport:
     """Apply every readable queued vote once; see the module docstring. ``--dry-run`` writes nothing.
 
-    Raises QueueUnavailable if the queue's pointer cannot be read.
+    If the queue's pointer cannot be read, the slots already known are drained
+    (none is reported lost in that run) and ``report.pointer_error`` says why.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
@@ -196,11 +225,11 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
     known = done = 0
     while not should_stop():
         if state is None:
-            state = _load(queue, report, dry_run)
+            state = _load(queue, report, dry_run, batch_size)
             known = sum(last - first + 1 for first, last in state.ranges) + done
         if not state.ranges:
             break
-        batch = _drain_batch(queue, state, batch_size, grace, clock())
+        batch = _drain_batch(queue, state, batch_size, grace, clock(), may_lose=report.pointer_error is None)
         if not dry_run:
             try:
                 report.orphaned += _commit(queue.prefix, state, batch)
@@ -215,6 +244,7 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
         report.questions.update(question_id for question_id, _ in batch.votes)
         report.lost += batch.lost
         report.malformed += batch.malformed
+        report.direct += batch.direct
         done += len(batch.resolved)
         if progress is not None:
             progress(done, known)
@@ -228,16 +258,55 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
     return report
 
 
-def _load(queue: WriteBehindQueue, report: FlushReport, dry_run: bool) -> _State:
-    """The cursor as the database has it, extended by what the queue's pointer says was taken."""
-    cursor, _ = QueueCursor.objects.get_or_create(prefix=queue.prefix)
+def _load(queue: WriteBehindQueue, report: FlushReport, dry_run: bool, window: int) -> _State:
+    """The cursor as the database has it, extended by what the queue's pointer says was taken.
+
+    When the pointer is gone or starts a new numbering (memcached restarted,
+    its server left the pool, an epoch boundary was crossed), slots of the old
+    numbering past the last one known may still hold votes: they are probed
+    forward from there, one window at a time, until a whole window is empty.
+    """
+    cursor = QueueCursor.objects.filter(prefix=queue.prefix).first() or QueueCursor(prefix=queue.prefix)
     state = _State.of(cursor)
-    pointer = queue.pointer()
+    try:
+        pointer = queue.pointer()
+    except QueueUnavailable as exc:
+        logger.error("flush: the queue pointer cannot be read (%s); draining the %d slot range(s) already known",
+                     exc, len(state.ranges))
+        report.pointer_error = str(exc)
+        pointer = None
+    top = state.ranges[-1][1] if state.ranges else state.position
+    if pointer is None or (pointer > top and epoch_of(pointer) != epoch_of(top + 1)):
+        found = _probe(queue, top, window, report)
+        if found > top and state.ranges:
+            state.ranges[-1][1] = found
+        elif found > top:
+            state.ranges = [[top + 1, found]]
     ranges, stale = extend_ranges(state.ranges, state.position, pointer)
     if stale and pointer is not None:
         report.stale_pointer = pointer
         if not dry_run:
-            queue.reset_pointer(pointer)
+            queue.reset_pointer(pointer, ranges[-1][1] if ranges else state.position)
     state.ranges = ranges
     return state
 
+
+def _probe(queue: WriteBehindQueue, top: int, window: int, report: FlushReport) -> int:
+    """The last non-empty slot after ``top`` in ``top``'s numbering, reading until a window is empty."""
+    last = top
+    start = top + 1
+    limit = (epoch_of(top) + 1) << EPOCH_BITS  # the old numbering ends where the next epoch begins
+    while start <= limit:
+        numbers = list(range(start, min(start + window, limit + 1)))
+        found = [n for n, message in queue.read(numbers).items() if message is not None]
+        if not found:
+            break
+        report.probed += len(found)
+        last = max(found)
+        start = numbers[-1] + 1
+    if top > 0:  # there was an old numbering: what followed its last known slot may be gone unseen
+        report.probe_stopped_at = last
+        logger.error("flush: queue %s lost its pointer or started a new numbering after slot %d; probed the old "
+                     "numbering up to slot %d: votes queued past it, if any, cannot be counted", queue.prefix,
+                     top, last)
+    return last

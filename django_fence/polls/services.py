@@ -46,10 +46,12 @@ def fenced_cache() -> BaseCache:
 
 
 def vote_queue() -> WriteBehindQueue:
+    """The write-behind queue of votes, on the votes cache."""
     return WriteBehindQueue(votes_cache(), fence_settings().POLLS_QUEUE_PREFIX)
 
 
 def counters() -> CounterService:
+    """The pending counters (votes queued and not yet flushed, per choice), on the votes cache."""
     return CounterService(votes_cache())
 
 
@@ -120,9 +122,14 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # this voter already voted on this question
 
 
+def voter_digest(voter: str) -> str:
+    """The sha256 hex digest a voter is stored under: a session key never leaves the request."""
+    return hashlib.sha256(voter.encode()).hexdigest()
+
+
 def voter_mark_key(question_id: int, voter: str) -> str:
-    digest = hashlib.sha256(voter.encode()).hexdigest()[:32]
-    return f"{fence_settings().POLLS_QUEUE_PREFIX}-voted-{question_id}-{digest}"
+    """The votes-cache key saying that ``voter`` voted on the question."""
+    return f"{fence_settings().POLLS_QUEUE_PREFIX}-voted-{question_id}-{voter_digest(voter)[:32]}"
 
 
 def _mark_ttl(info: QuestionInfo) -> int:
@@ -153,7 +160,7 @@ def cast_vote(info: QuestionInfo, choice_id: int, voter: str) -> Outcome:
     except QueueUnavailable as exc:
         logger.warning("polls: queue down (slot %s), writing a vote on question %s to the database",
                        exc.slot, info.id, exc_info=True)
-        return _vote_in_database(info.id, choice_id, voter)
+        return _vote_in_database(info.id, choice_id, voter, slot=exc.slot)
     try:
         counters().increment(pending_key(choice_id))
     except BackendUnavailable:
@@ -162,11 +169,12 @@ def cast_vote(info: QuestionInfo, choice_id: int, voter: str) -> Outcome:
     return Outcome.QUEUED
 
 
-def _vote_in_database(question_id: int, choice_id: int, voter: str) -> Outcome:
+def _vote_in_database(question_id: int, choice_id: int, voter: str, slot: int | None = None) -> Outcome:
+    """Count the vote in the database; ``slot`` is the queue slot it took, if any, for the flush to skip."""
     with transaction.atomic():
         try:
             with transaction.atomic():
-                DirectVote.objects.create(question_id=question_id, voter=voter[:64])
+                DirectVote.objects.create(question_id=question_id, voter=voter_digest(voter), slot=slot)
         except IntegrityError:
             return Outcome.DUPLICATE
         Choice.objects.filter(pk=choice_id, question_id=question_id).update(votes=F("votes") + 1)

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         "Apply every vote waiting in the write-behind queue to the database, exactly once: each batch "
         "commits the totals and the queue position in one transaction, so a killed run can simply be "
         "rerun, and overlapping runs never apply a vote twice. Exit codes: 0 done; 1 error; "
-        "2 the votes cache is unreachable; 3 done, but queue slots were lost (listed)."
+        "2 the votes cache is unreachable; 3 done, but queue slots were lost (listed) or the queue pointer was lost."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,8 +43,10 @@ class Command(BaseCommand):
         self.verbosity = options["verbosity"]
         if not options["loop"]:
             report = self._flush(batch_size, options["dry_run"], stop=None)
-            if report.lost:
-                raise CommandError(f"{len(report.lost)} queue slot(s) were lost.", returncode=EXIT_LOST)
+            if report.lost or report.probe_stopped_at is not None:
+                raise CommandError(f"{len(report.lost)} queue slot(s) were lost"
+                                   + (", and more may be (the pointer was lost)." if report.probe_stopped_at
+                                      is not None else "."), returncode=EXIT_LOST)
             return
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -74,6 +76,8 @@ class Command(BaseCommand):
         self._drawn = False
         if self.verbosity:
             self.stdout.write(self._summary(report))
+        if report.pointer_error is not None:
+            raise CommandError(f"Vote queue unreachable: {report.pointer_error}", returncode=EXIT_UNREACHABLE)
         return report
 
     _drawn = False
@@ -100,6 +104,12 @@ class Command(BaseCommand):
             lines.append(self.style.WARNING(f"Skipped {report.malformed} slot(s) that held no vote."))
         if report.orphaned:
             lines.append(self.style.WARNING(f"Dropped {report.orphaned} vote(s) for choices that no longer exist."))
+        if report.probe_stopped_at is not None:
+            lines.append(self.style.ERROR(
+                f"The queue pointer was lost: probed {report.probed} vote(s) of the old numbering, up to slot "
+                f"{report.probe_stopped_at}; votes queued past it, if any, cannot be counted."))
+        if report.direct:
+            lines.append(f"Resolved {report.direct} slot(s) whose vote went to the database instead.")
         if report.stale_pointer is not None:
             lines.append(self.style.WARNING(
                 f"The queue pointer ({report.stale_pointer}) was behind the database; it was reset."))
