@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -210,6 +211,36 @@ def test_poll_admin_lists_questions_and_choices(question: Question, admin_client
         assert admin_client.get(reverse(f"admin:polls_{name}_changelist")).status_code == 200
     change = admin_client.get(reverse("admin:polls_question_change", args=[question.pk]))
     assert change.status_code == 200 and "Spaces" in change.content.decode()
+
+
+def test_poll_admin_choice_edit_keeps_votes_applied_meanwhile(question: Question, admin_client: Client) -> None:
+    choice = question.choices.get(choice_text="Tabs")
+    url = reverse("admin:polls_choice_change", args=[choice.pk])
+    assert admin_client.get(url).status_code == 200
+    Choice.objects.filter(pk=choice.pk).update(votes=F("votes") + 7)  # a flush commits while the form is open
+    response = admin_client.post(url, {"question": question.pk, "choice_text": "Tabs!", "votes": "0"})
+    assert response.status_code == 302
+    choice.refresh_from_db()
+    assert (choice.choice_text, choice.votes) == ("Tabs!", 7)
+
+
+def test_poll_admin_question_inline_edit_keeps_votes_applied_meanwhile(question: Question,
+                                                                       admin_client: Client) -> None:
+    url = reverse("admin:polls_question_change", args=[question.pk])
+    assert admin_client.get(url).status_code == 200
+    Choice.objects.filter(question=question).update(votes=F("votes") + 5)
+    ids = choice_ids(question)
+    data = {"question_text": "Tabs or spaces?", "pub_date_0": "2026-01-01", "pub_date_1": "00:00:00",
+            "closes_at_0": "", "closes_at_1": "", "choices-TOTAL_FORMS": "4", "choices-INITIAL_FORMS": "3",
+            "choices-MIN_NUM_FORMS": "0", "choices-MAX_NUM_FORMS": "1000"}
+    for i, (pk, text) in enumerate(zip(ids, ["Tabs", "Spaces!", "Both"], strict=True)):
+        data |= {f"choices-{i}-id": str(pk), f"choices-{i}-question": str(question.pk),
+                 f"choices-{i}-choice_text": text, f"choices-{i}-votes": "0"}
+    data |= {"choices-3-question": str(question.pk), "choices-3-choice_text": "Neither", "choices-3-votes": "9"}
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert list(question.choices.values_list("choice_text", "votes")) == [
+        ("Tabs", 5), ("Spaces!", 5), ("Both", 5), ("Neither", 0)]
 
 
 def test_question_info_is_cached_through_the_fence(question: Question, django_assert_num_queries: Any) -> None:
