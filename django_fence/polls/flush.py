@@ -35,7 +35,7 @@ from django.db import transaction
 from django.db.models import F
 
 from django_fence.conf import fence_settings
-from django_fence.exceptions import BackendUnavailable
+from django_fence.exceptions import translated
 from django_fence.queues import (
     EPOCH_BITS,
     QueueUnavailable,
@@ -49,7 +49,7 @@ from django_fence.queues import (
 )
 
 from .models import Choice, DirectVote, QueueCursor
-from .services import counters, forget_totals, pending_key, vote_queue
+from .services import SETTLED_TTL, forget_totals, pending_key, settle_pending, vote_queue, votes_cache
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,13 @@ class _State:
     stalled_slot: int | None
     stalled_top: int | None
     stalled_since: float | None
+    unsettled: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cursor: QueueCursor) -> _State:
         since = cursor.stalled_since.timestamp() if cursor.stalled_since else None
         return cls(cursor.version, cursor.position, [list(r) for r in cursor.ranges], cursor.stalled_slot,
-                   cursor.stalled_top, since)
+                   cursor.stalled_top, since, dict(cursor.unsettled))
 
 
 @dataclass
@@ -155,7 +156,13 @@ def _drain_batch(queue: WriteBehindQueue, state: _State, size: int, grace: float
         resolved.append(number)
     position = resolved[-1] if resolved else state.position
     ranges = drop_through(state.ranges, position)
-    new = _State(state.version + 1, position, ranges, state.stalled_slot, state.stalled_top, state.stalled_since)
+    new = _State(state.version + 1, position, ranges, state.stalled_slot, state.stalled_top, state.stalled_since,
+                 dict(state.unsettled))
+    per_choice: Counter[int] = Counter()
+    for (_, choice_id), count in votes.items():
+        per_choice[choice_id] += count
+    if per_choice:  # committed with the totals, settled after the commit (and by a rerun if killed first)
+        new.unsettled[str(new.version)] = {str(choice_id): count for choice_id, count in per_choice.items()}
     new_stall = False
     if stopped_at is not None and (state.stalled_top is None or stopped_at > state.stalled_top):
         new.stalled_slot, new.stalled_top, new.stalled_since = stopped_at, ranges[-1][1], now
@@ -180,7 +187,7 @@ def _commit(prefix: str, before: _State, batch: _Batch) -> int:
         moved = QueueCursor.objects.filter(prefix=prefix, version=before.version).update(
             version=after.version, position=after.position, ranges=after.ranges,
             stalled_slot=after.stalled_slot, stalled_top=after.stalled_top,
-            stalled_since=_aware(after.stalled_since), updated_at=_aware(time.time()),
+            stalled_since=_aware(after.stalled_since), updated_at=_aware(time.time()), unsettled=after.unsettled,
             applied=F("applied") + sum(batch.votes.values()), lost=F("lost") + len(batch.lost),
         )  # fmt: skip
         if moved != 1:
@@ -192,17 +199,16 @@ def _commit(prefix: str, before: _State, batch: _Batch) -> int:
 
 
 def _after_commit(queue: WriteBehindQueue, batch: _Batch) -> None:
-    """Delete the drained slots, move their votes out of the pending counters, drop cached totals."""
+    """Delete the drained slots, settle the pending counters, drop cached totals."""
     queue.discard(batch.resolved)
-    per_choice: Counter[int] = Counter()
-    for (_, choice_id), count in batch.votes.items():
-        per_choice[choice_id] += count
-    try:
-        counters().bulk_bump({pending_key(choice_id): -count for choice_id, count in per_choice.items()})
-    except BackendUnavailable:
-        logger.warning("flush: could not decrement the pending counters", exc_info=True)
+    _settle(queue.prefix, batch.state)
     for question_id in sorted({question_id for question_id, _ in batch.votes}):
         forget_totals(question_id)
+
+
+def _settle(prefix: str, state: _State) -> None:
+    for version in settle_pending(prefix, state.unsettled):
+        del state.unsettled[version]
 
 
 def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | None = None,
@@ -222,10 +228,14 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
     report = FlushReport(dry_run=dry_run)
     began = time.monotonic()
     state: _State | None = None
+    stored_unsettled: dict[str, dict[str, int]] = {}  # what the cursor row holds
     known = done = 0
     while not should_stop():
         if state is None:
             state = _load(queue, report, dry_run, batch_size)
+            stored_unsettled = dict(state.unsettled)
+            if not dry_run:
+                _settle(queue.prefix, state)  # batches of a flush killed between its commit and its cleanup
             known = sum(last - first + 1 for first, last in state.ranges) + done
         if not state.ranges:
             break
@@ -237,6 +247,7 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
                 report.conflicts += 1
                 state = None
                 continue
+            stored_unsettled = dict(batch.state.unsettled)
             _after_commit(queue, batch)
         state = batch.state
         report.batches += 1
@@ -251,6 +262,9 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
         if batch.stopped_at is not None and not (batch.new_stall and grace == 0):
             report.waiting_on = batch.stopped_at
             break
+    if state is not None and not dry_run and state.unsettled != stored_unsettled:
+        # Forget settled batches now rather than on the next commit; the markers keep this idempotent.
+        QueueCursor.objects.filter(prefix=queue.prefix, version=state.version).update(unsettled=state.unsettled)
     if report.lost:
         logger.error("flush: %d queue slots were lost (empty past their grace): %s", len(report.lost),
                      report.lost_ranges)
@@ -310,3 +324,39 @@ def _probe(queue: WriteBehindQueue, top: int, window: int, report: FlushReport) 
                      "numbering up to slot %d: votes queued past it, if any, cannot be counted", queue.prefix,
                      top, last)
     return last
+
+
+def rebuild_live_totals(batch_size: int = 1000) -> dict[int, int]:
+    """Set every choice's pending counter to the votes its queued, unapplied slots hold; return them.
+
+    For when the live totals drifted from the database: memcached restarted (the
+    counters and the settled markers went with it), a slot was evicted or lost
+    (its vote stays pending), a settle failed. Committed batches are marked
+    settled first, so no flush decrements them afterwards. A vote queued while
+    this runs may be missed by the live total until the next rebuild (the
+    database totals are never affected): run it when votes are quiet.
+    """
+    queue = vote_queue()
+    cursor = QueueCursor.objects.filter(prefix=queue.prefix).first() or QueueCursor(prefix=queue.prefix)
+    cache = votes_cache()
+    with translated("polls: mark committed batches settled"):
+        for version in cursor.unsettled:
+            cache.add(f"{queue.prefix}-settled-{version}", 1, timeout=SETTLED_TTL)
+    if cursor.pk is not None:
+        QueueCursor.objects.filter(pk=cursor.pk, version=cursor.version).update(unsettled={})
+    ranges, _ = extend_ranges(cursor.ranges, cursor.position, queue.pointer())
+    counts: Counter[int] = Counter()
+    while ranges:
+        window = next_window(ranges, batch_size)
+        direct = set(DirectVote.objects.filter(slot__in=window).values_list("slot", flat=True))
+        for number, message in queue.read(window).items():
+            parsed = parse_message(message) if message is not None and number not in direct else None
+            if parsed is not None:
+                counts[parsed[1]] += 1
+        ranges = drop_through(ranges, window[-1])
+    choices = dict(Choice.objects.values_list("pk", "question_id"))
+    with translated("polls: set the pending counters"):
+        cache.set_many({pending_key(pk): counts[pk] for pk in choices}, timeout=None)
+    for question_id in sorted(set(choices.values())):
+        forget_totals(question_id)
+    return {pk: counts[pk] for pk in choices}

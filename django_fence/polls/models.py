@@ -79,6 +79,8 @@ class QueueCursor(models.Model):
     stalled_slot = models.BigIntegerField(null=True, blank=True)
     stalled_top = models.BigIntegerField(null=True, blank=True)
     stalled_since = models.DateTimeField(null=True, blank=True)
+    #: Votes per choice id of each committed batch (by version) not yet taken out of the pending counters.
+    unsettled = models.JSONField(default=dict, blank=True)
     applied = models.BigIntegerField("votes applied", default=0)
     lost = models.BigIntegerField("slots lost", default=0)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -60,6 +60,39 @@ def pending_key(choice_id: int) -> str:
     return f"{fence_settings().POLLS_QUEUE_PREFIX}-pending-{choice_id}"
 
 
+SETTLED_TTL = 30 * 24 * 3600  # a settled batch leaves the cursor on the flush's next commit, long before
+
+
+def settle_pending(prefix: str, unsettled: dict[str, dict[str, int]]) -> set[str]:
+    """Take committed batches' votes out of the pending counters, each batch exactly once.
+
+    ``unsettled`` maps a cursor version to the votes per choice id its commit
+    applied. A ``<prefix>-settled-<version>`` marker (``add``: only one caller
+    wins) guards each decrement, so a flush killed after its commit, a rerun,
+    and an overlapping flush settle a batch once between them. Returns the
+    versions that are settled now (by this call or earlier); the others are
+    retried by the next flush.
+    """
+    done: set[str] = set()
+    cache = votes_cache()
+    for version, per_choice in sorted(unsettled.items(), key=lambda item: int(item[0])):
+        try:
+            with translated("polls: mark a batch settled"):
+                first = cache.add(f"{prefix}-settled-{version}", 1, timeout=SETTLED_TTL)
+        except BackendUnavailable:
+            logger.warning("polls: could not settle the pending counters of batch %s; retried later", version,
+                           exc_info=True)
+            break
+        if first:
+            try:
+                counters().bulk_bump({pending_key(int(choice)): -count for choice, count in per_choice.items()})
+            except BackendUnavailable:
+                logger.error("polls: the pending counters of batch %s could not be decremented; live totals count "
+                             "it twice until flush_vote_queue --rebuild-totals", version, exc_info=True)
+        done.add(version)
+    return done
+
+
 def _question_key(question_id: int) -> str:
     return f"polls:question:{question_id}"
 

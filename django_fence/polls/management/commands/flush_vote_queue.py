@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_fence.polls.flush import FlushReport, flush_votes
+from django_fence.exceptions import BackendUnavailable
+from django_fence.polls.flush import FlushReport, flush_votes, rebuild_live_totals
 from django_fence.queues import QueueUnavailable
 
 EXIT_UNREACHABLE = 2
@@ -33,6 +34,9 @@ class Command(BaseCommand):
                             help="Seconds between two flushes with --loop (default: %(default)s).")
         parser.add_argument("--dry-run", action="store_true",
                             help="Read the queue and print what would be applied; write nothing.")
+        parser.add_argument("--rebuild-totals", action="store_true",
+                            help="Flush, then reset the live (pending) counters from the queue's unapplied slots: "
+                                 "after memcached restarted or slots were lost. Run it while votes are quiet.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch_size, interval = options["batch_size"], options["interval"]
@@ -43,6 +47,8 @@ class Command(BaseCommand):
         self.verbosity = options["verbosity"]
         if not options["loop"]:
             report = self._flush(batch_size, options["dry_run"], stop=None)
+            if options["rebuild_totals"] and not options["dry_run"]:
+                self._rebuild(batch_size)
             if report.lost or report.probe_stopped_at is not None:
                 raise CommandError(f"{len(report.lost)} queue slot(s) were lost"
                                    + (", and more may be (the pointer was lost)." if report.probe_stopped_at
@@ -79,6 +85,15 @@ class Command(BaseCommand):
         if report.pointer_error is not None:
             raise CommandError(f"Vote queue unreachable: {report.pointer_error}", returncode=EXIT_UNREACHABLE)
         return report
+
+    def _rebuild(self, batch_size: int) -> None:
+        try:
+            pending = rebuild_live_totals(batch_size=batch_size)
+        except BackendUnavailable as exc:
+            raise CommandError(f"Vote queue unreachable: {exc}", returncode=EXIT_UNREACHABLE) from exc
+        if self.verbosity:
+            self.stdout.write(f"Rebuilt the live totals of {len(pending)} choice(s): "
+                              f"{sum(pending.values())} vote(s) still queued.")
 
     _drawn = False
 
