@@ -114,6 +114,27 @@ def test_vote_voter_is_the_session_when_there_is_one(question: Question) -> None
     assert second.post(vote_url(question.pk), {"choice": tabs}).status_code == 409
 
 
+def test_vote_voter_stays_the_same_when_the_session_key_changes(question: Question) -> None:
+    """Login rotates the session key: the voter cookie set with the first vote still identifies the voter."""
+    first, second = question.pk, Question.objects.create(question_text="Other?")
+    other_choice = second.choices.create(choice_text="Yes").pk
+    browser = Client()
+    browser.cookies["sessionid"] = "before-login"
+    assert browser.post(vote_url(first), {"choice": choice_ids(question)[0]}).status_code == 302
+    assert "polls_voter" in browser.cookies
+    browser.cookies["sessionid"] = "after-login"
+    assert browser.post(vote_url(first), {"choice": choice_ids(question)[1]}).status_code == 409
+    assert browser.post(vote_url(second.pk), {"choice": other_choice}).status_code == 302
+    assert browser.post(vote_url(second.pk), {"choice": other_choice}).status_code == 409
+
+
+def test_vote_cookie_voter_who_gets_a_session_stays_the_same_voter(question: Question) -> None:
+    browser = Client()
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 302
+    browser.cookies["sessionid"] = "logged-in-now"
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 409
+
+
 @pytest.mark.parametrize(("data", "error"), [
     ({}, "Choose one of the answers."),
     ({"choice": "abc"}, "The choice must be a number."),
@@ -194,7 +215,8 @@ def test_vote_in_the_database_stores_a_digest_of_the_voter_not_the_session_key(q
     assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 302
     [stored] = DirectVote.objects.values_list("voter", flat=True)
     assert "a-secret-session-key" not in stored
-    assert stored == hashlib.sha256(b"session:a-secret-session-key").hexdigest()
+    derived = hashlib.sha256(b"django_fence.polls.voter:a-secret-session-key").hexdigest()[:32]
+    assert stored == hashlib.sha256(f"cookie:{derived}".encode()).hexdigest()
 
 
 def test_poll_pages_render(question: Question, client: Client) -> None:
