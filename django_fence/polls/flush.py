@@ -11,11 +11,12 @@ still the one this flush read, so:
   conditional UPDATE waits for the first's row lock (PostgreSQL) or write lock
   (SQLite), then matches no row, rolls back and re-reads the cursor.
 
-Only after the commit are the drained slots deleted and the pending counters
-decremented; a crash in between leaves slots that the cursor has passed (they
-expire) and live totals that count that batch twice until the pending
-counters are gone (a restart of memcached, or their deletion): a window of one
-cache round trip, which the database totals never see.
+The same transaction stores the batch's votes per choice in the cursor
+(``unsettled``). Only after the commit are the drained slots deleted and the
+pending counters decremented, under one ``add`` marker per batch; a crash in
+between leaves slots that the cursor has passed (they expire) and a batch the
+next run settles, exactly once. :func:`rebuild_live_totals` resets the pending
+counters when they drifted anyway (memcached restarted, slots lost).
 
 An empty slot stops the drain: its producer may still be writing it. It is
 retried on the next run, and once it has been empty for the grace period it
