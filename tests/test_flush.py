@@ -357,8 +357,36 @@ def test_flush_loop_stops_cleanly_on_sigterm(memcached_server: servers.Server, t
     looper.send_signal(signal.SIGTERM)
     out, err = looper.communicate(timeout=30)
     assert looper.returncode == 0, err
-    assert out.splitlines()[0].startswith("Applied 20 vote(s) to 1 question(s) in ")
-    assert out.splitlines()[-1] == "Stopped."
+    applied, stopped = out.splitlines()  # the idle runs in between print nothing
+    assert applied.startswith("Applied 20 vote(s) to 1 question(s) in ")
+    assert stopped == "Stopped."
+
+
+def test_flush_loop_survives_a_database_error_and_stops_on_a_signal(poll: Question,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    from django_fence.polls.flush import FlushReport
+    from django_fence.polls.management.commands import flush_vote_queue
+
+    calls = []
+
+    def flaky(**kwargs: Any) -> FlushReport:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("database is locked")
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the loop runs: only a flag is set
+        return FlushReport(votes=1, questions={poll.pk}, batches=1)
+
+    monkeypatch.setattr(flush_vote_queue, "flush_votes", flaky)
+    out, err = io.StringIO(), io.StringIO()
+    before = signal.getsignal(signal.SIGTERM)
+    call_command("flush_vote_queue", "--loop", "--interval", "0", stdout=out, stderr=err)
+    assert len(calls) == 2
+    assert err.getvalue() == "Database error, retrying in 0.0s: database is locked\n"
+    assert out.getvalue().startswith("Applied 1 vote(s) to 1 question(s) in ")
+    assert out.getvalue().endswith("Stopped.\n")
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
 
 
 def test_flush_negative_grace_is_an_error(poll: Question) -> None:

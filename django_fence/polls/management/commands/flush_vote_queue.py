@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
-import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from django_fence.exceptions import BackendUnavailable
 from django_fence.polls.flush import FlushReport, flush_votes, rebuild_live_totals
@@ -14,6 +16,7 @@ from django_fence.queues import QueueUnavailable
 
 EXIT_UNREACHABLE = 2
 EXIT_LOST = 3
+SLEEP_STEP = 0.05  # --loop sleeps in short steps, so a signal ends it promptly
 PROGRESS_MIN_SLOTS = 5000  # smaller drains end before a bar is worth drawing
 
 
@@ -29,7 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=1000,
                             help="Slots read and committed per transaction (default: %(default)s).")
         parser.add_argument("--loop", action="store_true",
-                            help="Keep flushing until interrupted (SIGINT/SIGTERM end it after the current batch).")
+                            help="Keep flushing until interrupted (SIGINT/SIGTERM end it after the current batch); "
+                                 "prints a summary only for runs that did something (all of them with -v 2).")
         parser.add_argument("--interval", type=float, default=1.0,
                             help="Seconds between two flushes with --loop (default: %(default)s).")
         parser.add_argument("--dry-run", action="store_true",
@@ -54,33 +58,44 @@ class Command(BaseCommand):
                                    + (", and more may be (the pointer was lost)." if report.probe_stopped_at
                                       is not None else "."), returncode=EXIT_LOST)
             return
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._stopping = False
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while not stop.is_set():
+            while not self._stopping:
                 try:
-                    self._flush(batch_size, options["dry_run"], stop=stop)
+                    self._flush(batch_size, options["dry_run"], stop=lambda: self._stopping, quiet=True)
                 except CommandError as exc:  # keep looping through an outage of the votes cache
                     self.stderr.write(str(exc))
-                stop.wait(interval)
+                except DatabaseError as exc:  # and of the database: the batch rolled back, the next run retries
+                    self.stderr.write(f"Database error, retrying in {interval}s: {exc}")
+                deadline = time.monotonic() + interval
+                while not self._stopping and time.monotonic() < deadline:
+                    time.sleep(min(SLEEP_STEP, max(0.0, deadline - time.monotonic())))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.verbosity:
             self.stdout.write("Stopped.")
 
-    def _flush(self, batch_size: int, dry_run: bool, stop: threading.Event | None) -> FlushReport:
+    def _request_stop(self, signum: int, frame: object) -> None:
+        # Only a flag: Event.set() in a handler takes a lock the interrupted Event.wait() may hold (deadlock).
+        self._stopping = True
+
+    def _flush(self, batch_size: int, dry_run: bool, stop: Callable[[], bool] | None,
+               quiet: bool = False) -> FlushReport:
+        """One flush; with ``quiet`` (``--loop``) a run that found nothing prints nothing below verbosity 2."""
         show_progress = self.verbosity > 0 and hasattr(self.stdout, "isatty") and self.stdout.isatty()
         try:
             report = flush_votes(batch_size=batch_size, dry_run=dry_run,
-                                 should_stop=stop.is_set if stop is not None else lambda: False,
+                                 should_stop=stop if stop is not None else lambda: False,
                                  progress=self._progress if show_progress else None)
         except QueueUnavailable as exc:
             raise CommandError(f"Vote queue unreachable: {exc}", returncode=EXIT_UNREACHABLE) from exc
         if show_progress and self._drawn:
             self.stdout.write("")
         self._drawn = False
-        if self.verbosity:
+        idle = report.batches == 0 and report.stale_pointer is None and report.probe_stopped_at is None
+        if self.verbosity > 1 or (self.verbosity and not (quiet and idle)):
             self.stdout.write(self._summary(report))
         if report.pointer_error is not None:
             raise CommandError(f"Vote queue unreachable: {report.pointer_error}", returncode=EXIT_UNREACHABLE)
