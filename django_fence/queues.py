@@ -220,6 +220,18 @@ class WriteBehindQueue:
             raise QueueUnavailable(str(exc)) from exc
         return None if value is None else int(value)
 
+    def ensure_pointer(self) -> int:
+        """The pointer, created as a producer would create it if it is missing (handing out no slot)."""
+        try:
+            with translated(f"queue {self.prefix!r}: create the pointer"):
+                self._add(self.pointer_key, pointer_start(self.clock()), None)
+        except BackendUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        pointer = self.pointer()
+        if pointer is None:
+            raise QueueUnavailable(f"queue {self.prefix!r}: the pointer disappeared as it was created")
+        return pointer
+
     def read(self, numbers: list[int]) -> dict[int, str | None]:
         """The messages in these slots (one round trip per server); None for a slot that is empty.
 

@@ -297,6 +297,8 @@ def _load(queue: WriteBehindQueue, report: FlushReport, dry_run: bool, window: i
             state.ranges[-1][1] = found
         elif found > top:
             state.ranges = [[top + 1, found]]
+        elif not state.ranges and top > 0 and not dry_run and report.pointer_error is None:
+            _close_numbering(queue, state, pointer)
     ranges, stale = extend_ranges(state.ranges, state.position, pointer)
     if stale and pointer is not None:
         report.stale_pointer = pointer
@@ -304,6 +306,24 @@ def _load(queue: WriteBehindQueue, report: FlushReport, dry_run: bool, window: i
             queue.reset_pointer(pointer, ranges[-1][1] if ranges else state.position)
     state.ranges = ranges
     return state
+
+
+def _close_numbering(queue: WriteBehindQueue, state: _State, pointer: int | None) -> None:
+    """Nothing is pending and the old numbering was probed empty: move the cursor to the new numbering's start.
+
+    Without this, every run would probe (and report) the old numbering again
+    until a producer takes a slot of the new one. A missing pointer is
+    created, as the next producer would create it.
+    """
+    if pointer is None:
+        pointer = queue.ensure_pointer()
+    start = epoch_of(pointer) << EPOCH_BITS  # the value the new pointer was created with: none of its slots
+    if start <= state.position or state.version == 0:
+        return
+    moved = QueueCursor.objects.filter(prefix=queue.prefix, version=state.version).update(
+        version=state.version + 1, position=start, updated_at=_aware(time.time()))
+    if moved == 1:
+        state.version, state.position = state.version + 1, start
 
 
 def _probe(queue: WriteBehindQueue, top: int, window: int, report: FlushReport) -> int:
