@@ -340,6 +340,7 @@ def test_flush_killed_at_random_instants_and_run_twice_at_once_applies_each_vote
     assert final["votes"] == expected
     [cursor] = final["cursors"]
     assert (cursor["applied"], cursor["lost"], cursor["ranges"]) == (2200, 0, [])
+    assert final["pending"] == {key: 0 for key in final["votes"]}  # live totals == database totals
     assert killed_mid_drain >= 2
     applied = [int(out.split(" vote(s)")[0].split()[-1]) for out, _ in outputs]
     assert sum(applied) == 2200 - sum(midway["votes"].values())
@@ -532,7 +533,7 @@ def test_flush_killed_between_commit_and_cleanup_settles_the_pending_counters_on
     vote(poll, 4)
     assert live(poll) == [2, 1, 1]
 
-    def killed(queue: Any, batch: Any) -> None:
+    def killed(queue: Any, batch: Any, touched: Any) -> None:
         raise KeyboardInterrupt  # the process dies right after its commit
 
     monkeypatch.setattr(flush_module, "_after_commit", killed)
@@ -547,23 +548,44 @@ def test_flush_killed_between_commit_and_cleanup_settles_the_pending_counters_on
     assert QueueCursor.objects.get().unsettled == {}
 
 
-def test_flush_rebuild_totals_repairs_the_live_totals_after_a_lost_slot(poll: Question) -> None:
-    queue = vote_queue()
-    vote(poll, 5)
-    pointer = queue.pointer()
-    assert pointer is not None
-    caches["votes"].delete(queue.slot_key(pointer - 4))  # evicted: its vote stays in the pending counter
-    first = flush_votes(grace=0)
-    assert (first.votes, first.lost) == (4, [pointer - 4])
-    assert live(poll) == [a + b for a, b in zip(totals(poll), [1, 0, 0], strict=True)]  # one vote too many
+def test_flush_at_rest_repairs_a_settle_that_died_between_its_marker_and_its_decrement(
+        poll: Question, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_fence.polls import flush as flush_module
+
+    vote(poll, 4)
+    monkeypatch.setattr(flush_module, "_after_commit", lambda queue, batch, touched: None)  # died after commit
+    flush_votes()
+    monkeypatch.undo()
+    [version] = QueueCursor.objects.get().unsettled
+    caches["votes"].add(f"{vote_queue().prefix}-settled-{version}", 1)  # ... after taking the marker
+    assert live(poll) == [4, 2, 2]  # counted twice
+    assert flush_votes().votes == 0
+    assert live(poll) == totals(poll) == [2, 1, 1]
+
+
+def test_flush_rebuild_totals_repairs_the_live_totals_after_the_counters_were_lost(poll: Question) -> None:
+    vote(poll, 3)
+    assert flush_votes().votes == 3
     queued = vote(poll, 2, voter="queued")
+    caches["votes"].delete_many([pending_key(pk) for pk in poll.choices.values_list("pk", flat=True)])  # evicted
+    assert live(poll) == totals(poll) == [1, 1, 1]  # the 2 queued votes are missing
     assert sum(rebuild_live_totals().values()) == 2
     assert live(poll) == [a + b for a, b in zip(totals(poll), queued, strict=True)]
     out = io.StringIO()
     call_command("flush_vote_queue", "--rebuild-totals", stdout=out)
     assert out.getvalue().endswith("Rebuilt the live totals of 3 choice(s): 0 vote(s) still queued.\n")
-    assert live(poll) == totals(poll)
-    assert sum(totals(poll)) == 6
+    assert live(poll) == totals(poll) == [2, 2, 1]
+
+
+def test_flush_at_rest_repairs_the_live_totals_after_a_lost_slot(poll: Question) -> None:
+    queue = vote_queue()
+    vote(poll, 5)
+    pointer = queue.pointer()
+    assert pointer is not None
+    caches["votes"].delete(queue.slot_key(pointer - 4))  # evicted: its vote stayed in the pending counter
+    report = flush_votes(grace=0)
+    assert (report.votes, report.lost) == (4, [pointer - 4])
+    assert live(poll) == totals(poll) == [1, 2, 1]
 
 
 def test_flush_command_draws_progress_on_a_terminal(poll: Question, monkeypatch: pytest.MonkeyPatch) -> None:

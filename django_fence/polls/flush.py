@@ -36,7 +36,7 @@ from django.db import transaction
 from django.db.models import F
 
 from django_fence.conf import fence_settings
-from django_fence.exceptions import translated
+from django_fence.exceptions import BackendUnavailable, translated
 from django_fence.queues import (
     EPOCH_BITS,
     QueueUnavailable,
@@ -199,17 +199,34 @@ def _commit(prefix: str, before: _State, batch: _Batch) -> int:
     return orphaned
 
 
-def _after_commit(queue: WriteBehindQueue, batch: _Batch) -> None:
+def _after_commit(queue: WriteBehindQueue, batch: _Batch, touched: set[int]) -> None:
     """Delete the drained slots, settle the pending counters, drop cached totals."""
     queue.discard(batch.resolved)
-    _settle(queue.prefix, batch.state)
+    _settle(queue.prefix, batch.state, touched)
     for question_id in sorted({question_id for question_id, _ in batch.votes}):
         forget_totals(question_id)
 
 
-def _settle(prefix: str, state: _State) -> None:
+def _settle(prefix: str, state: _State, touched: set[int]) -> None:
     for version in settle_pending(prefix, state.unsettled):
-        del state.unsettled[version]
+        touched.update(int(choice) for choice in state.unsettled.pop(version))
+
+
+def _zero_at_rest(queue: WriteBehindQueue, state: _State, touched: set[int]) -> None:
+    """Every taken slot is resolved and every batch settled: the touched choices have no pending vote.
+
+    Setting their counters to 0 repairs a settle that died between its marker
+    and its decrement. The pointer is read after the drain: a slot taken since
+    keeps the counters as they are (a vote counted in between is at worst
+    missing from the live total until it is flushed).
+    """
+    try:
+        if queue.pointer() != state.position:
+            return
+        with translated("polls: zero the pending counters at rest"):
+            votes_cache().set_many({pending_key(choice): 0 for choice in sorted(touched)}, timeout=None)
+    except BackendUnavailable:
+        logger.warning("flush: could not zero the pending counters at rest", exc_info=True)
 
 
 def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | None = None,
@@ -230,13 +247,14 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
     began = time.monotonic()
     state: _State | None = None
     stored_unsettled: dict[str, dict[str, int]] = {}  # what the cursor row holds
+    touched: set[int] = set()  # choices whose pending counters this run settled
     known = done = 0
     while not should_stop():
         if state is None:
             state = _load(queue, report, dry_run, batch_size)
             stored_unsettled = dict(state.unsettled)
             if not dry_run:
-                _settle(queue.prefix, state)  # batches of a flush killed between its commit and its cleanup
+                _settle(queue.prefix, state, touched)  # batches of a flush killed between commit and cleanup
             known = sum(last - first + 1 for first, last in state.ranges) + done
         if not state.ranges:
             break
@@ -249,7 +267,7 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
                 state = None
                 continue
             stored_unsettled = dict(batch.state.unsettled)
-            _after_commit(queue, batch)
+            _after_commit(queue, batch, touched)
         state = batch.state
         report.batches += 1
         report.votes += sum(batch.votes.values())
@@ -266,6 +284,9 @@ def flush_votes(batch_size: int = 1000, dry_run: bool = False, grace: float | No
     if state is not None and not dry_run and state.unsettled != stored_unsettled:
         # Forget settled batches now rather than on the next commit; the markers keep this idempotent.
         QueueCursor.objects.filter(prefix=queue.prefix, version=state.version).update(unsettled=state.unsettled)
+    if (state is not None and not dry_run and touched and not state.ranges and not state.unsettled
+            and report.pointer_error is None):
+        _zero_at_rest(queue, state, touched)
     if report.lost:
         logger.error("flush: %d queue slots were lost (empty past their grace): %s", len(report.lost),
                      report.lost_ranges)
