@@ -5,7 +5,7 @@ E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
 W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT, E005 the middleware halves not
 a pair in order; for the poll app (ids from 010 up): E010 the votes alias is
 not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced alias is
-not a FencedCache.
+not a FencedCache, W011 the votes alias is per process (LocMem) or stores nothing (Dummy).
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
         obj="settings.MIDDLEWARE", id="django_fence.E005")]  # fmt: skip
 
 
+PER_PROCESS_BACKENDS = frozenset({"django.core.cache.backends.locmem.LocMemCache",
+                                  "django.core.cache.backends.dummy.DummyCache"})
+
+
 def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """The poll app's aliases (DJANGO_FENCE POLLS_VOTES_CACHE / POLLS_FENCED_CACHE) exist, the second fenced."""
     messages: list[CheckMessage] = []
@@ -89,6 +93,14 @@ def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             hint="Add a CACHES entry of that name (memcached through PyLibMCCache in production, "
             "LocMemCache for development), or point DJANGO_FENCE['POLLS_VOTES_CACHE'] at one.",
             obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.E010"))  # fmt: skip
+    elif caches[conf.POLLS_VOTES_CACHE].get("BACKEND") in PER_PROCESS_BACKENDS:
+        messages.append(CheckWarning(
+            f"The poll app's votes cache {conf.POLLS_VOTES_CACHE!r} is not shared between processes "
+            f"({caches[conf.POLLS_VOTES_CACHE]['BACKEND'].rsplit('.', 1)[-1]}).",
+            hint="flush_vote_queue runs in its own process and can never see the votes queued by the web "
+            "server's processes (and LocMemCache culls entries past MAX_ENTRIES): use memcached "
+            "(PyLibMCCache) for DJANGO_FENCE['POLLS_VOTES_CACHE'].",
+            obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.W011"))  # fmt: skip
     fenced = conf.POLLS_FENCED_CACHE
     if fenced not in caches:
         messages.append(Error(

@@ -25,6 +25,7 @@ from typing import Any
 from django.core.cache.backends.base import MEMCACHE_MAX_KEY_LENGTH, BaseCache
 
 from .exceptions import BackendUnavailable, translated
+from .queues import memcached_ttl
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class _PylibmcClient(_Client):
         self.not_found = pylibmc.NotFound
 
     def create(self, key: str, value: int, ttl: int) -> bool:
-        return bool(self.client.add(key, value, time=ttl))
+        return bool(self.client.add(key, value, time=memcached_ttl(ttl)))
 
     def incr(self, key: str, delta: int) -> int | None:
         try:

@@ -3,8 +3,11 @@
 Key scheme of the classic memcached queue: ``<prefix>-curr`` (the pointer to
 the last slot taken) and ``<prefix>-key-N`` (slot N). Enqueue takes no lock:
 the server's atomic ``incr`` of the pointer hands every producer its own slot,
-then the producer ``set``s it, so an enqueue is two round trips (three when
-the pointer has to be created) and never waits on another producer. The
+then the producer ``add``s it, so an enqueue is two round trips (three when
+the pointer has to be created) and never waits on another producer. ``add``,
+not ``set``: a pointer that went backwards (a server rejoined a pool with an
+old copy) hands out numbers already in use, and ``set`` would overwrite a
+queued vote; ``add`` refuses, and the producer takes another number. The
 original's ``<prefix>-lock`` is not used: draining is coordinated by the
 database cursor the drain commits with the applied totals (polls/services.py),
 which, unlike a memcached lock, survives a restart of memcached.
@@ -40,6 +43,21 @@ EPOCH_ORIGIN = 1704067200  # 2024-01-01T00:00:00Z
 EPOCH_UNITS_PER_SECOND = 100
 DEFAULT_SLOT_TTL = 7 * 24 * 3600
 MAX_MESSAGE_BYTES = 1000 * 1000  # memcached's default item size limit is 1 MB
+SLOT_ATTEMPTS = 5  # numbers taken in a row before a stale pointer fails the enqueue
+MEMCACHED_RELATIVE_TTL_LIMIT = 30 * 24 * 3600  # memcached protocol.txt: larger values are Unix timestamps
+
+
+def memcached_ttl(ttl: int | None, now: float | None = None) -> int:
+    """A TTL in seconds as raw memcached takes it (0: never expires), like Django's get_backend_timeout.
+
+    memcached reads an exptime above 30 days as an absolute Unix time, so a
+    relative TTL that long would expire at once: send ``now + ttl`` instead.
+    """
+    if not ttl:
+        return 0
+    if ttl > MEMCACHED_RELATIVE_TTL_LIMIT:
+        return int((time.time() if now is None else now) + ttl)
+    return ttl
 
 
 class QueueUnavailable(BackendUnavailable):
@@ -86,6 +104,8 @@ def extend_ranges(ranges: list[Range], position: int, pointer: int | None) -> tu
         logger.warning("queue pointer %d has used half of its %d slots; see django_fence.queues", pointer,
                        1 << EPOCH_BITS)
     start = top + 1 if epoch_of(pointer) == epoch_of(top + 1) else first_slot(epoch_of(pointer))
+    if start > pointer:  # a pointer created (or reset) that has handed out no slot yet
+        return ranges, False
     if ranges and ranges[-1][1] + 1 == start:
         ranges[-1][1] = pointer
     else:
@@ -163,19 +183,23 @@ class WriteBehindQueue:
             raise TypeError(f"message must be a str, not {type(message).__name__}.")
         if not message or len(message.encode()) > MAX_MESSAGE_BYTES:
             raise ValueError(f"message must be 1 to {MAX_MESSAGE_BYTES} bytes long.")
-        try:
-            with translated(f"queue {self.prefix!r}: take a slot"):
-                number = self._take_slot()
-        except BackendUnavailable as exc:
-            raise QueueUnavailable(str(exc)) from exc
-        try:
-            with translated(f"queue {self.prefix!r}: write slot {number}"):
-                stored = self._set(self.slot_key(number), message)
-        except BackendUnavailable as exc:
-            raise QueueUnavailable(str(exc), slot=number) from exc
-        if not stored:
-            raise QueueUnavailable(f"queue {self.prefix!r}: the server did not store slot {number}", slot=number)
-        return number
+        for _ in range(SLOT_ATTEMPTS):
+            try:
+                with translated(f"queue {self.prefix!r}: take a slot"):
+                    number = self._take_slot()
+            except BackendUnavailable as exc:
+                raise QueueUnavailable(str(exc)) from exc
+            try:
+                with translated(f"queue {self.prefix!r}: write slot {number}"):
+                    stored = self._add(self.slot_key(number), message, self.slot_ttl)
+            except BackendUnavailable as exc:
+                raise QueueUnavailable(str(exc), slot=number) from exc
+            if stored:
+                return number
+            # The slot holds another message: the pointer went backwards. Never overwrite; take another.
+            logger.warning("queue %s: slot %d was already taken (stale pointer); taking another", self.prefix,
+                           number)
+        raise QueueUnavailable(f"queue {self.prefix!r}: {SLOT_ATTEMPTS} slots in a row were already taken")
 
     def _take_slot(self) -> int:
         for _ in range(5):
@@ -183,7 +207,7 @@ class WriteBehindQueue:
             if number is not None:
                 return number
             # No pointer (first use, restart, eviction): one producer creates it, everyone increments.
-            self._add(self.pointer_key, pointer_start(self.clock()))
+            self._add(self.pointer_key, pointer_start(self.clock()), None)
         raise BackendUnavailable(f"queue {self.prefix!r}: the pointer keeps disappearing")
 
     # -- the drain ------------------------------------------------------------------------------------
@@ -195,6 +219,18 @@ class WriteBehindQueue:
         except BackendUnavailable as exc:
             raise QueueUnavailable(str(exc)) from exc
         return None if value is None else int(value)
+
+    def ensure_pointer(self) -> int:
+        """The pointer, created as a producer would create it if it is missing (handing out no slot)."""
+        try:
+            with translated(f"queue {self.prefix!r}: create the pointer"):
+                self._add(self.pointer_key, pointer_start(self.clock()), None)
+        except BackendUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        pointer = self.pointer()
+        if pointer is None:
+            raise QueueUnavailable(f"queue {self.prefix!r}: the pointer disappeared as it was created")
+        return pointer
 
     def read(self, numbers: list[int]) -> dict[int, str | None]:
         """The messages in these slots (one round trip per server); None for a slot that is empty.
@@ -238,12 +274,25 @@ class WriteBehindQueue:
             logger.warning("queue %s: could not delete %d drained slots; they expire on their own",
                            self.prefix, len(keys), exc_info=True)
 
-    def reset_pointer(self, stale: int) -> None:
-        """Drop a pointer that fell behind the drain, so the next producer creates a fresh one."""
-        with translated(f"queue {self.prefix!r}: drop the stale pointer"):
-            self.client.delete(self.pointer_key)
-        logger.error("queue %s: pointer %d was behind the drain (a server rejoined with old data); dropped it",
-                     self.prefix, stale)
+    def reset_pointer(self, stale: int, top: int) -> int:
+        """Move a pointer that fell behind the drain (whose last known slot is ``top``) to a fresh epoch.
+
+        The pointer is set, never deleted: a deleted pointer recreated within
+        the same 10 ms epoch would hand out numbers again. The new value is
+        above every number handed out so far. Returns it.
+        """
+        fresh = max(pointer_start(self.clock()), (epoch_of(top) + 1) << EPOCH_BITS)
+        try:
+            with translated(f"queue {self.prefix!r}: move the stale pointer"):
+                if self._django:
+                    self.client.set(self.pointer_key, fresh, timeout=None)
+                else:
+                    self.client.set(self.pointer_key, fresh)
+        except BackendUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        logger.error("queue %s: pointer %d was behind the drain (a server rejoined with old data); moved it to %d",
+                     self.prefix, stale, fresh)
+        return fresh
 
     # -- the two client kinds -------------------------------------------------------------------------
     def _incr(self, key: str) -> int | None:
@@ -259,16 +308,10 @@ class WriteBehindQueue:
         except pylibmc.NotFound:
             return None
 
-    def _add(self, key: str, value: int) -> bool:
+    def _add(self, key: str, value: int | str, ttl: int | None) -> bool:
         if self._django:
-            return bool(self.client.add(key, value, timeout=None))
-        return bool(self.client.add(key, value))
-
-    def _set(self, key: str, value: str) -> bool:
-        if self._django:
-            self.client.set(key, value, timeout=self.slot_ttl)
-            return True
-        return bool(self.client.set(key, value, time=self.slot_ttl))
+            return bool(self.client.add(key, value, timeout=ttl))
+        return bool(self.client.add(key, value, time=memcached_ttl(ttl)))
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         if self._django:

@@ -16,7 +16,7 @@ def main(argv: list[str]) -> dict[str, object]:
     from django.core.management import call_command
 
     from django_fence.polls.models import Choice, Question, QueueCursor
-    from django_fence.polls.services import cast_vote, question_info
+    from django_fence.polls.services import cast_vote, counters, pending_key, question_info
 
     action = argv[0]
     if action == "setup":
@@ -37,7 +37,8 @@ def main(argv: list[str]) -> dict[str, object]:
     if action == "totals":
         votes = {str(pk): n for pk, n in Choice.objects.values_list("pk", "votes")}
         cursors = list(QueueCursor.objects.values("prefix", "position", "applied", "lost", "ranges"))
-        return {"votes": votes, "cursors": cursors}
+        pending = {str(pk): counters().get_count(pending_key(pk)) for pk in Choice.objects.values_list("pk", flat=True)}
+        return {"votes": votes, "cursors": cursors, "pending": pending}
     raise SystemExit(f"unknown action {action!r}")
 
 

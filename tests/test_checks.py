@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 
@@ -11,6 +12,7 @@ from django_fence.checks import check_fenced_caches, check_poll_caches
 
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 FENCED = "django_fence.backends.FencedCache"
+MEMCACHED = {"BACKEND": "django.core.cache.backends.memcached.PyLibMCCache", "LOCATION": "127.0.0.1:11211"}
 
 
 def fenced(location: str, **options: Any) -> dict[str, Any]:
@@ -23,7 +25,7 @@ def test_valid_configuration_passes(settings: Any) -> None:
 
 
 def test_checks_are_registered_under_the_caches_tag(settings: Any) -> None:
-    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere"), "votes": LOCMEM}
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("nowhere"), "votes": MEMCACHED}
     messages = registry.run_checks(tags=["caches"])
     assert [m.id for m in messages if m.id and m.id.startswith("django_fence")] == ["django_fence.E001"]
 
@@ -101,7 +103,7 @@ def test_backend_refuses_invalid_options_when_used(settings: Any) -> None:
 
 
 def test_poll_caches_valid_configuration_passes(settings: Any) -> None:
-    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing"), "votes": LOCMEM}
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing"), "votes": MEMCACHED}
     assert check_poll_caches() == []
     assert [m.id for m in registry.run_checks(tags=["caches"]) if m.id and m.id.startswith("django_fence")] == []
 
@@ -118,7 +120,7 @@ def test_poll_caches_votes_alias_missing(settings: Any) -> None:
 
 
 def test_poll_caches_fenced_alias_missing(settings: Any) -> None:
-    settings.CACHES = {"default": LOCMEM, "counts": LOCMEM}
+    settings.CACHES = {"default": LOCMEM, "counts": MEMCACHED}
     settings.DJANGO_FENCE = {"POLLS_VOTES_CACHE": "counts", "POLLS_FENCED_CACHE": "fence"}
     assert check_poll_caches() == [
         Error("The poll app's fenced cache 'fence' is not in CACHES.",
@@ -128,10 +130,23 @@ def test_poll_caches_fenced_alias_missing(settings: Any) -> None:
 
 
 def test_poll_caches_fenced_alias_not_fenced(settings: Any) -> None:
-    settings.CACHES = {"default": LOCMEM, "votes": LOCMEM}
+    settings.CACHES = {"default": LOCMEM, "votes": MEMCACHED}
     assert check_poll_caches() == [
         Warning("The poll app reads questions and totals through 'default', which is not a FencedCache.",
                 hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
                 "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
                 obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backend", "name"), [("django.core.cache.backends.locmem.LocMemCache", "LocMemCache"),
+                                               ("django.core.cache.backends.dummy.DummyCache", "DummyCache")])
+def test_poll_caches_votes_alias_per_process_warns(settings: Any, backend: str, name: str) -> None:
+    settings.CACHES = {"backing": LOCMEM, "default": fenced("backing"), "votes": {"BACKEND": backend}}
+    assert check_poll_caches() == [
+        Warning(f"The poll app's votes cache 'votes' is not shared between processes ({name}).",
+                hint="flush_vote_queue runs in its own process and can never see the votes queued by the web "
+                "server's processes (and LocMemCache culls entries past MAX_ENTRIES): use memcached "
+                "(PyLibMCCache) for DJANGO_FENCE['POLLS_VOTES_CACHE'].",
+                obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.W011"),
     ]  # fmt: skip

@@ -167,3 +167,10 @@ def test_counter_evicted_between_add_and_incr_is_created_again(settings: Any) ->
     assert service.increment("fresh", 3) == 3
     assert service.increment("fresh") == 4
     assert EvictsOnce.evicted
+
+
+def test_counter_default_ttl_over_30_days_does_not_expire_at_once_on_raw_pylibmc(memcached_location: str) -> None:
+    service = CounterService(pylibmc_client(memcached_location), default_ttl=31 * 24 * 3600)
+    key = f"long-{uuid.uuid4().hex}"
+    assert service.increment(key, 3) == 3
+    assert service.get_count(key) == 3

@@ -165,5 +165,6 @@ def test_single_middleware_renders_once(site: Any) -> None:
 ])
 def test_the_halves_must_come_as_a_pair_in_order(settings: Any, middleware: list[str], ids: list[str]) -> None:
     settings.MIDDLEWARE = middleware
-    errors = [e for e in checks.run_checks() if e.id.startswith("django_fence")]
+    # W011: the suite's "votes" alias is LocMem (tests/settings.py); not what this test is about.
+    errors = [e for e in checks.run_checks() if e.id.startswith("django_fence") and e.id != "django_fence.W011"]
     assert [e.id for e in errors] == ids

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.cache import caches
+from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -112,6 +114,27 @@ def test_vote_voter_is_the_session_when_there_is_one(question: Question) -> None
     assert second.post(vote_url(question.pk), {"choice": tabs}).status_code == 409
 
 
+def test_vote_voter_stays_the_same_when_the_session_key_changes(question: Question) -> None:
+    """Login rotates the session key: the voter cookie set with the first vote still identifies the voter."""
+    first, second = question.pk, Question.objects.create(question_text="Other?")
+    other_choice = second.choices.create(choice_text="Yes").pk
+    browser = Client()
+    browser.cookies["sessionid"] = "before-login"
+    assert browser.post(vote_url(first), {"choice": choice_ids(question)[0]}).status_code == 302
+    assert "polls_voter" in browser.cookies
+    browser.cookies["sessionid"] = "after-login"
+    assert browser.post(vote_url(first), {"choice": choice_ids(question)[1]}).status_code == 409
+    assert browser.post(vote_url(second.pk), {"choice": other_choice}).status_code == 302
+    assert browser.post(vote_url(second.pk), {"choice": other_choice}).status_code == 409
+
+
+def test_vote_cookie_voter_who_gets_a_session_stays_the_same_voter(question: Question) -> None:
+    browser = Client()
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 302
+    browser.cookies["sessionid"] = "logged-in-now"
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 409
+
+
 @pytest.mark.parametrize(("data", "error"), [
     ({}, "Choose one of the answers."),
     ({"choice": "abc"}, "The choice must be a number."),
@@ -184,6 +207,18 @@ def test_vote_goes_to_the_database_when_memcached_is_unavailable(question: Quest
     assert DirectVote.objects.count() == 2
 
 
+def test_vote_in_the_database_stores_a_digest_of_the_voter_not_the_session_key(question: Question,
+                                                                               settings: Any) -> None:
+    settings.CACHES = {**settings.CACHES, "votes": votes_config("pylibmc", f"127.0.0.1:{servers.free_port()}")}
+    browser = Client()
+    browser.cookies["sessionid"] = "a-secret-session-key"
+    assert browser.post(vote_url(question.pk), {"choice": choice_ids(question)[0]}).status_code == 302
+    [stored] = DirectVote.objects.values_list("voter", flat=True)
+    assert "a-secret-session-key" not in stored
+    derived = hashlib.sha256(b"django_fence.polls.voter:a-secret-session-key").hexdigest()[:32]
+    assert stored == hashlib.sha256(f"cookie:{derived}".encode()).hexdigest()
+
+
 def test_poll_pages_render(question: Question, client: Client) -> None:
     index = client.get(reverse("polls:index"))
     assert index.status_code == 200 and "Tabs or spaces?" in index.content.decode()
@@ -198,6 +233,36 @@ def test_poll_admin_lists_questions_and_choices(question: Question, admin_client
         assert admin_client.get(reverse(f"admin:polls_{name}_changelist")).status_code == 200
     change = admin_client.get(reverse("admin:polls_question_change", args=[question.pk]))
     assert change.status_code == 200 and "Spaces" in change.content.decode()
+
+
+def test_poll_admin_choice_edit_keeps_votes_applied_meanwhile(question: Question, admin_client: Client) -> None:
+    choice = question.choices.get(choice_text="Tabs")
+    url = reverse("admin:polls_choice_change", args=[choice.pk])
+    assert admin_client.get(url).status_code == 200
+    Choice.objects.filter(pk=choice.pk).update(votes=F("votes") + 7)  # a flush commits while the form is open
+    response = admin_client.post(url, {"question": question.pk, "choice_text": "Tabs!", "votes": "0"})
+    assert response.status_code == 302
+    choice.refresh_from_db()
+    assert (choice.choice_text, choice.votes) == ("Tabs!", 7)
+
+
+def test_poll_admin_question_inline_edit_keeps_votes_applied_meanwhile(question: Question,
+                                                                       admin_client: Client) -> None:
+    url = reverse("admin:polls_question_change", args=[question.pk])
+    assert admin_client.get(url).status_code == 200
+    Choice.objects.filter(question=question).update(votes=F("votes") + 5)
+    ids = choice_ids(question)
+    data = {"question_text": "Tabs or spaces?", "pub_date_0": "2026-01-01", "pub_date_1": "00:00:00",
+            "closes_at_0": "", "closes_at_1": "", "choices-TOTAL_FORMS": "4", "choices-INITIAL_FORMS": "3",
+            "choices-MIN_NUM_FORMS": "0", "choices-MAX_NUM_FORMS": "1000"}
+    for i, (pk, text) in enumerate(zip(ids, ["Tabs", "Spaces!", "Both"], strict=True)):
+        data |= {f"choices-{i}-id": str(pk), f"choices-{i}-question": str(question.pk),
+                 f"choices-{i}-choice_text": text, f"choices-{i}-votes": "0"}
+    data |= {"choices-3-question": str(question.pk), "choices-3-choice_text": "Neither", "choices-3-votes": "9"}
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert list(question.choices.values_list("choice_text", "votes")) == [
+        ("Tabs", 5), ("Spaces!", 5), ("Both", 5), ("Neither", 0)]
 
 
 def test_question_info_is_cached_through_the_fence(question: Question, django_assert_num_queries: Any) -> None:

@@ -17,6 +17,7 @@ from django_fence.queues import (
     epoch_of,
     extend_ranges,
     first_slot,
+    memcached_ttl,
     next_window,
     pointer_start,
 )
@@ -43,6 +44,17 @@ def test_extend_ranges_continues_the_same_pointer() -> None:
     assert extend_ranges([], start + 5, start + 9) == ([[start + 6, start + 9]], False)
     assert extend_ranges([[start + 1, start + 5]], 0, None) == ([[start + 1, start + 5]], False)
     assert extend_ranges([], start + 5, start + 5) == ([], False)
+
+
+def test_extend_ranges_ignores_a_new_pointer_that_handed_out_no_slot() -> None:
+    old, new = pointer_start(NOW), pointer_start(NOW + 60)
+    assert extend_ranges([[old + 1, old + 4]], 0, new) == ([[old + 1, old + 4]], False)
+
+
+def test_memcached_ttl_sends_more_than_30_days_as_a_unix_time() -> None:
+    assert (memcached_ttl(None), memcached_ttl(0), memcached_ttl(60)) == (0, 0, 60)
+    assert memcached_ttl(30 * 24 * 3600) == 30 * 24 * 3600
+    assert memcached_ttl(31 * 24 * 3600, now=NOW) == int(NOW) + 31 * 24 * 3600
 
 
 def test_extend_ranges_jumps_to_a_new_pointer_and_keeps_the_old_slots() -> None:
@@ -77,6 +89,21 @@ def queue(request: pytest.FixtureRequest, settings: Any) -> WriteBehindQueue:
         return WriteBehindQueue(pylibmc_client(location), prefix, clock=clock)
     settings.CACHES = {**settings.CACHES, "votes": votes_config("pylibmc", location)}
     return WriteBehindQueue(caches["votes"], prefix, clock=clock)
+
+
+def test_enqueue_never_overwrites_a_queued_slot_when_the_pointer_went_back(queue: WriteBehindQueue) -> None:
+    numbers = [queue.enqueue(f"message {i}") for i in range(3)]
+    queue.client.set(queue.pointer_key, numbers[0])  # a server rejoined with an old pointer
+    taken = queue.enqueue("late")
+    assert taken == numbers[-1] + 1
+    assert queue.read([*numbers, taken]) == {numbers[0]: "message 0", numbers[1]: "message 1",
+                                            numbers[2]: "message 2", taken: "late"}
+
+
+def test_reset_pointer_moves_it_past_every_slot_handed_out(queue: WriteBehindQueue) -> None:
+    numbers = [queue.enqueue(f"message {i}") for i in range(3)]
+    assert queue.reset_pointer(numbers[0], numbers[-1]) == (epoch_of(numbers[-1]) + 1) << EPOCH_BITS
+    assert queue.enqueue("next") == first_slot(epoch_of(numbers[-1]) + 1)  # the same clock: no number reused
 
 
 def test_enqueue_takes_consecutive_slots_from_a_new_pointer(queue: WriteBehindQueue) -> None:

@@ -42,10 +42,16 @@ class Choice(models.Model):
 
 
 class DirectVote(models.Model):
-    """A voter who voted while the votes cache was down: the database enforces one vote per question."""
+    """A voter who voted while the votes cache was down: the database enforces one vote per question.
+
+    ``voter`` is the sha256 hex digest of the voter's identity (never a raw
+    session key). ``slot`` is the queue slot the vote had taken before writing
+    it failed: the flush resolves that slot without applying it.
+    """
 
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="direct_votes")
     voter = models.CharField(max_length=64)
+    slot = models.BigIntegerField(null=True, blank=True, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -73,6 +79,8 @@ class QueueCursor(models.Model):
     stalled_slot = models.BigIntegerField(null=True, blank=True)
     stalled_top = models.BigIntegerField(null=True, blank=True)
     stalled_since = models.DateTimeField(null=True, blank=True)
+    #: Votes per choice id of each committed batch (by version) not yet taken out of the pending counters.
+    unsettled = models.JSONField(default=dict, blank=True)
     applied = models.BigIntegerField("votes applied", default=0)
     lost = models.BigIntegerField("slots lost", default=0)
     updated_at = models.DateTimeField(default=timezone.now)

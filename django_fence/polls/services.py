@@ -46,16 +46,51 @@ def fenced_cache() -> BaseCache:
 
 
 def vote_queue() -> WriteBehindQueue:
+    """The write-behind queue of votes, on the votes cache."""
     return WriteBehindQueue(votes_cache(), fence_settings().POLLS_QUEUE_PREFIX)
 
 
 def counters() -> CounterService:
+    """The pending counters (votes queued and not yet flushed, per choice), on the votes cache."""
     return CounterService(votes_cache())
 
 
 def pending_key(choice_id: int) -> str:
     """The counter of a choice's votes that are queued and not yet flushed."""
     return f"{fence_settings().POLLS_QUEUE_PREFIX}-pending-{choice_id}"
+
+
+SETTLED_TTL = 30 * 24 * 3600  # a settled batch leaves the cursor on the flush's next commit, long before
+
+
+def settle_pending(prefix: str, unsettled: dict[str, dict[str, int]]) -> set[str]:
+    """Take committed batches' votes out of the pending counters, each batch exactly once.
+
+    ``unsettled`` maps a cursor version to the votes per choice id its commit
+    applied. A ``<prefix>-settled-<version>`` marker (``add``: only one caller
+    wins) guards each decrement, so a flush killed after its commit, a rerun,
+    and an overlapping flush settle a batch once between them. Returns the
+    versions that are settled now (by this call or earlier); the others are
+    retried by the next flush.
+    """
+    done: set[str] = set()
+    cache = votes_cache()
+    for version, per_choice in sorted(unsettled.items(), key=lambda item: int(item[0])):
+        try:
+            with translated("polls: mark a batch settled"):
+                first = cache.add(f"{prefix}-settled-{version}", 1, timeout=SETTLED_TTL)
+        except BackendUnavailable:
+            logger.warning("polls: could not settle the pending counters of batch %s; retried later", version,
+                           exc_info=True)
+            break
+        if first:
+            try:
+                counters().bulk_bump({pending_key(int(choice)): -count for choice, count in per_choice.items()})
+            except BackendUnavailable:
+                logger.error("polls: the pending counters of batch %s could not be decremented; live totals count "
+                             "it twice until flush_vote_queue --rebuild-totals", version, exc_info=True)
+        done.add(version)
+    return done
 
 
 def _question_key(question_id: int) -> str:
@@ -120,9 +155,14 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # this voter already voted on this question
 
 
+def voter_digest(voter: str) -> str:
+    """The sha256 hex digest a voter is stored under: a session key never leaves the request."""
+    return hashlib.sha256(voter.encode()).hexdigest()
+
+
 def voter_mark_key(question_id: int, voter: str) -> str:
-    digest = hashlib.sha256(voter.encode()).hexdigest()[:32]
-    return f"{fence_settings().POLLS_QUEUE_PREFIX}-voted-{question_id}-{digest}"
+    """The votes-cache key saying that ``voter`` voted on the question."""
+    return f"{fence_settings().POLLS_QUEUE_PREFIX}-voted-{question_id}-{voter_digest(voter)[:32]}"
 
 
 def _mark_ttl(info: QuestionInfo) -> int:
@@ -153,7 +193,7 @@ def cast_vote(info: QuestionInfo, choice_id: int, voter: str) -> Outcome:
     except QueueUnavailable as exc:
         logger.warning("polls: queue down (slot %s), writing a vote on question %s to the database",
                        exc.slot, info.id, exc_info=True)
-        return _vote_in_database(info.id, choice_id, voter)
+        return _vote_in_database(info.id, choice_id, voter, slot=exc.slot)
     try:
         counters().increment(pending_key(choice_id))
     except BackendUnavailable:
@@ -162,11 +202,12 @@ def cast_vote(info: QuestionInfo, choice_id: int, voter: str) -> Outcome:
     return Outcome.QUEUED
 
 
-def _vote_in_database(question_id: int, choice_id: int, voter: str) -> Outcome:
+def _vote_in_database(question_id: int, choice_id: int, voter: str, slot: int | None = None) -> Outcome:
+    """Count the vote in the database; ``slot`` is the queue slot it took, if any, for the flush to skip."""
     with transaction.atomic():
         try:
             with transaction.atomic():
-                DirectVote.objects.create(question_id=question_id, voter=voter[:64])
+                DirectVote.objects.create(question_id=question_id, voter=voter_digest(voter), slot=slot)
         except IntegrityError:
             return Outcome.DUPLICATE
         Choice.objects.filter(pk=choice_id, question_id=question_id).update(votes=F("votes") + 1)

@@ -7,6 +7,7 @@ second vote 409, GET on the vote URL 405. CSRF protection stays on.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -25,18 +26,25 @@ VOTER_COOKIE_AGE = 365 * 24 * 3600
 
 
 def _voter(request: HttpRequest) -> tuple[str, str | None]:
-    """Who votes: the session, else a signed cookie; and a new cookie value to set, if one is needed.
+    """Who votes, and a new voter cookie to set, if one is needed.
 
+    The signed ``polls_voter`` cookie is the identity whenever it is present:
+    a session key changes at login (``cycle_key``), the cookie does not. A
+    visitor without the cookie but with a session gets a cookie derived from
+    the session key (a digest, never the key itself), so the vote cast before
+    the cookie arrives and the votes after it are the same voter. A visitor who
+    refuses cookies and has no session cannot be told apart from a new one.
     Reading ``session_key`` takes the key from the cookie without loading the
     session, so identifying the voter costs no query.
     """
-    session = getattr(request, "session", None)
-    if session is not None and session.session_key:
-        return f"session:{session.session_key}", None
     cookie = request.get_signed_cookie(VOTER_COOKIE, default=None, salt=VOTER_SALT)
     if cookie:
         return f"cookie:{cookie}", None
-    new = uuid.uuid4().hex
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key:
+        new = hashlib.sha256(f"{VOTER_SALT}:{session.session_key}".encode()).hexdigest()[:32]
+    else:
+        new = uuid.uuid4().hex
     return f"cookie:{new}", new
 
 

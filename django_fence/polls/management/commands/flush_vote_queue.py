@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import signal
-import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
-from django_fence.polls.flush import FlushReport, flush_votes
+from django_fence.exceptions import BackendUnavailable
+from django_fence.polls.flush import FlushReport, flush_votes, rebuild_live_totals
 from django_fence.queues import QueueUnavailable
 
 EXIT_UNREACHABLE = 2
 EXIT_LOST = 3
+SLEEP_STEP = 0.05  # --loop sleeps in short steps, so a signal ends it promptly
 PROGRESS_MIN_SLOTS = 5000  # smaller drains end before a bar is worth drawing
 
 
@@ -21,18 +25,22 @@ class Command(BaseCommand):
         "Apply every vote waiting in the write-behind queue to the database, exactly once: each batch "
         "commits the totals and the queue position in one transaction, so a killed run can simply be "
         "rerun, and overlapping runs never apply a vote twice. Exit codes: 0 done; 1 error; "
-        "2 the votes cache is unreachable; 3 done, but queue slots were lost (listed)."
+        "2 the votes cache is unreachable; 3 done, but queue slots were lost (listed) or the queue pointer was lost."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch-size", type=int, default=1000,
                             help="Slots read and committed per transaction (default: %(default)s).")
         parser.add_argument("--loop", action="store_true",
-                            help="Keep flushing until interrupted (SIGINT/SIGTERM end it after the current batch).")
+                            help="Keep flushing until interrupted (SIGINT/SIGTERM end it after the current batch); "
+                                 "prints a summary only for runs that did something (all of them with -v 2).")
         parser.add_argument("--interval", type=float, default=1.0,
                             help="Seconds between two flushes with --loop (default: %(default)s).")
         parser.add_argument("--dry-run", action="store_true",
                             help="Read the queue and print what would be applied; write nothing.")
+        parser.add_argument("--rebuild-totals", action="store_true",
+                            help="Flush, then reset the live (pending) counters from the queue's unapplied slots: "
+                                 "after memcached restarted or slots were lost. Run it while votes are quiet.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         batch_size, interval = options["batch_size"], options["interval"]
@@ -43,38 +51,64 @@ class Command(BaseCommand):
         self.verbosity = options["verbosity"]
         if not options["loop"]:
             report = self._flush(batch_size, options["dry_run"], stop=None)
-            if report.lost:
-                raise CommandError(f"{len(report.lost)} queue slot(s) were lost.", returncode=EXIT_LOST)
+            if options["rebuild_totals"] and not options["dry_run"]:
+                self._rebuild(batch_size)
+            if report.lost or report.probe_stopped_at is not None:
+                raise CommandError(f"{len(report.lost)} queue slot(s) were lost"
+                                   + (", and more may be (the pointer was lost)." if report.probe_stopped_at
+                                      is not None else "."), returncode=EXIT_LOST)
             return
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._stopping = False
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while not stop.is_set():
+            while not self._stopping:
                 try:
-                    self._flush(batch_size, options["dry_run"], stop=stop)
+                    self._flush(batch_size, options["dry_run"], stop=lambda: self._stopping, quiet=True)
                 except CommandError as exc:  # keep looping through an outage of the votes cache
                     self.stderr.write(str(exc))
-                stop.wait(interval)
+                except DatabaseError as exc:  # and of the database: the batch rolled back, the next run retries
+                    self.stderr.write(f"Database error, retrying in {interval}s: {exc}")
+                deadline = time.monotonic() + interval
+                while not self._stopping and time.monotonic() < deadline:
+                    time.sleep(min(SLEEP_STEP, max(0.0, deadline - time.monotonic())))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self.verbosity:
             self.stdout.write("Stopped.")
 
-    def _flush(self, batch_size: int, dry_run: bool, stop: threading.Event | None) -> FlushReport:
+    def _request_stop(self, signum: int, frame: object) -> None:
+        # Only a flag: Event.set() in a handler takes a lock the interrupted Event.wait() may hold (deadlock).
+        self._stopping = True
+
+    def _flush(self, batch_size: int, dry_run: bool, stop: Callable[[], bool] | None,
+               quiet: bool = False) -> FlushReport:
+        """One flush; with ``quiet`` (``--loop``) a run that found nothing prints nothing below verbosity 2."""
         show_progress = self.verbosity > 0 and hasattr(self.stdout, "isatty") and self.stdout.isatty()
         try:
             report = flush_votes(batch_size=batch_size, dry_run=dry_run,
-                                 should_stop=stop.is_set if stop is not None else lambda: False,
+                                 should_stop=stop if stop is not None else lambda: False,
                                  progress=self._progress if show_progress else None)
         except QueueUnavailable as exc:
             raise CommandError(f"Vote queue unreachable: {exc}", returncode=EXIT_UNREACHABLE) from exc
         if show_progress and self._drawn:
             self.stdout.write("")
         self._drawn = False
-        if self.verbosity:
+        idle = report.batches == 0 and report.stale_pointer is None and report.probe_stopped_at is None
+        if self.verbosity > 1 or (self.verbosity and not (quiet and idle)):
             self.stdout.write(self._summary(report))
+        if report.pointer_error is not None:
+            raise CommandError(f"Vote queue unreachable: {report.pointer_error}", returncode=EXIT_UNREACHABLE)
         return report
+
+    def _rebuild(self, batch_size: int) -> None:
+        try:
+            pending = rebuild_live_totals(batch_size=batch_size)
+        except BackendUnavailable as exc:
+            raise CommandError(f"Vote queue unreachable: {exc}", returncode=EXIT_UNREACHABLE) from exc
+        if self.verbosity:
+            self.stdout.write(f"Rebuilt the live totals of {len(pending)} choice(s): "
+                              f"{sum(pending.values())} vote(s) still queued.")
 
     _drawn = False
 
@@ -100,6 +134,12 @@ class Command(BaseCommand):
             lines.append(self.style.WARNING(f"Skipped {report.malformed} slot(s) that held no vote."))
         if report.orphaned:
             lines.append(self.style.WARNING(f"Dropped {report.orphaned} vote(s) for choices that no longer exist."))
+        if report.probe_stopped_at is not None:
+            lines.append(self.style.ERROR(
+                f"The queue pointer was lost: probed {report.probed} vote(s) of the old numbering, up to slot "
+                f"{report.probe_stopped_at}; votes queued past it, if any, cannot be counted."))
+        if report.direct:
+            lines.append(f"Resolved {report.direct} slot(s) whose vote went to the database instead.")
         if report.stale_pointer is not None:
             lines.append(self.style.WARNING(
                 f"The queue pointer ({report.stale_pointer}) was behind the database; it was reset."))
