@@ -6,7 +6,7 @@ import time
 import traceback
 from typing import Any
 
-from tests.workers import CONTEXT
+from tests.workers import spawn_together
 
 
 def run_children(calls: list[tuple[str, tuple[Any, ...]]], timeout: float = 90) -> list[Any]:
@@ -14,24 +14,11 @@ def run_children(calls: list[tuple[str, tuple[Any, ...]]], timeout: float = 90) 
 
     Returns the results in the order the children finished.
     """
-    barrier = CONTEXT.Barrier(len(calls))
-    results = CONTEXT.Queue()
-    children = [CONTEXT.Process(target=_child, args=(target, args, barrier, results)) for target, args in calls]
-    for child in children:
-        child.start()
-    try:
-        collected = [results.get(timeout=timeout) for _ in children]
-    finally:
-        for child in children:
-            child.join(10)
-            if child.is_alive():
-                child.kill()
-    crashes = [entry["crash"] for entry in collected if "crash" in entry]
-    assert not crashes, crashes[0]
-    return [entry["result"] for entry in collected]
+    reports = spawn_together([(_child, (target, args)) for target, args in calls], timeout)
+    return [report["result"] for report in reports]
 
 
-def _child(target: str, args: tuple[Any, ...], barrier: Any, results: Any) -> None:
+def _child(target: str, args: tuple[Any, ...], barrier: Any, results: Any, kwargs: dict[str, Any]) -> None:
     try:
         results.put({"result": globals()[target](barrier, *args)})
     except BaseException:

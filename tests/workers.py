@@ -17,24 +17,33 @@ CONTEXT = multiprocessing.get_context("spawn")
 def run_in_processes(processes: int, function: str, caches_config: dict[str, Any], timeout: float = 90,
                      **kwargs: Any) -> list[dict[str, Any]]:
     """Run ``function`` (a name in this module) in N spawned processes that start together."""
-    barrier = CONTEXT.Barrier(processes)
+    calls = [(_child, (function, json.dumps(caches_config))) for _ in range(processes)]
+    return spawn_together(calls, timeout, kwargs)
+
+
+def spawn_together(calls: list[tuple[Any, tuple[Any, ...]]], timeout: float = 90,
+                   kwargs: dict[str, Any] | None = None) -> list[Any]:
+    """Run each (child function, args) in its own spawned process; all get one barrier to start together.
+
+    A child is called as ``child(*args, barrier, queue, kwargs)`` and puts one report on
+    the queue, or ``{"crash": traceback}``. Returns the reports in the order the
+    children finished; a crash fails the test with the child's traceback.
+    """
+    barrier = CONTEXT.Barrier(len(calls))
     queue = CONTEXT.Queue()
-    children = [
-        CONTEXT.Process(target=_child, args=(function, json.dumps(caches_config), barrier, queue, kwargs))
-        for _ in range(processes)
-    ]
+    children = [CONTEXT.Process(target=child, args=(*args, barrier, queue, kwargs or {})) for child, args in calls]
     for child in children:
         child.start()
     try:
-        results = [queue.get(timeout=timeout) for _ in children]
+        reports = [queue.get(timeout=timeout) for _ in children]
     finally:
         for child in children:
             child.join(10)
             if child.is_alive():
                 child.kill()
-    failures = [r["crash"] for r in results if "crash" in r]
-    assert not failures, failures[0]
-    return results
+    crashes = [r["crash"] for r in reports if isinstance(r, dict) and "crash" in r]
+    assert not crashes, crashes[0]
+    return reports
 
 
 def setup_django(caches_json: str) -> None:
