@@ -120,7 +120,10 @@ def outdated(page: Any, generations: tuple[int, int]) -> Step | None:
     return None
 
 
-_OWN = "own"  # on a request that renders its own page (the leader's could not be shared)
+class _Own(NamedTuple):
+    """On a request that renders its own page (the leader's could not be shared)."""
+
+    generations: tuple[int, int]
 
 
 def _notes(request: HttpRequest) -> dict[tuple[str, str], Any]:
@@ -287,7 +290,7 @@ class PageCache:
             if isinstance(value, HttpResponseBase):
                 return self.hit(request, headerlist, value, collapsed)
             break  # PASS: the leader's answer cannot be shared
-        notes[self.layer] = _OWN
+        notes[self.layer] = _Own(generations)
         return None
 
     def _through(self, request: HttpRequest) -> bool:
@@ -312,8 +315,8 @@ class PageCache:
             return response
         try:
             response = rendered(response)
-            if pending is _OWN:
-                return self.store(request, response, "", 0.0, self.lookup(request).generations)[0]
+            if isinstance(pending, _Own):
+                return self.store(request, response, "", 0.0, pending.generations)[0]
             delta = time.monotonic() - pending.started
             response, value = self.store(request, response, pending.key, delta, pending.generations)
         except BaseException:
@@ -381,7 +384,7 @@ class PageCache:
             if isinstance(value, HttpResponseBase):
                 return self.hit(request, headerlist, value, collapsed)
             break
-        notes[self.layer] = _OWN
+        notes[self.layer] = _Own(generations)
         return None
 
     async def aafter(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
@@ -399,9 +402,8 @@ class PageCache:
             return response
         try:
             response = await arendered(response)
-            if pending is _OWN:
-                generations = (await off_loop(self.lookup, request)).generations
-                return (await off_loop(self.store, request, response, "", 0.0, generations))[0]  # type: ignore[no-any-return]
+            if isinstance(pending, _Own):
+                return (await off_loop(self.store, request, response, "", 0.0, pending.generations))[0]  # type: ignore[no-any-return]
             delta = time.monotonic() - pending.started
             response, value = await off_loop(self.store, request, response, pending.key, delta, pending.generations)
         except BaseException as exc:

@@ -107,6 +107,15 @@ def now_arg(clock: Callable[[], float] | None) -> str:
     return "" if clock is None else validation.as_arg(float(clock()))
 
 
+def commands_for(cluster_client: bool, cluster: bool | None, serializer: Serializer | None,
+                 clock: Callable[[], float] | None) -> StreamCommands:
+    """The commands of a Streams/AsyncStreams: cluster mode is the client's kind unless ``cluster`` says."""
+    if cluster_client and cluster is False:
+        raise ValueError("cluster=False needs a single-server client: a RedisCluster needs the hash-tag "
+                         "key names of cluster mode (leave cluster unset)")
+    return StreamCommands(cluster_client if cluster is None else cluster, serializer, clock)
+
+
 class StreamCommands:
     """The operations of ``Streams``/``AsyncStreams``, as generators of calls.
 

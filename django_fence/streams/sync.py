@@ -16,7 +16,7 @@ from redis.exceptions import NoScriptError
 
 from django_fence.exceptions import unavailable
 from django_fence.streams import scripts
-from django_fence.streams.commands import Call, Command, Operation, StreamCommands
+from django_fence.streams.commands import Call, Command, Operation, commands_for
 from django_fence.streams.serializers import Serializer
 
 T = TypeVar("T")
@@ -67,12 +67,8 @@ class Streams:
 
     def __init__(self, client: SyncClient, cluster: bool | None = None, serializer: Serializer | None = None,
                  clock: Callable[[], float] | None = None) -> None:
-        if isinstance(client, RedisCluster) and cluster is False:
-            raise ValueError("cluster=False needs a single-server client: a RedisCluster needs the hash-tag "
-                             "key names of cluster mode (leave cluster unset)")
         self.client = client
-        self.commands = StreamCommands(isinstance(client, RedisCluster) if cluster is None else cluster,
-                                       serializer, clock)
+        self.commands = commands_for(isinstance(client, RedisCluster), cluster, serializer, clock)
 
     def _run(self, operation: Operation[T]) -> T:
         return run(self.client, operation)
