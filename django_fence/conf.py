@@ -45,9 +45,22 @@ class FenceSettings:
     POLLS_QUESTION_TIMEOUT: int = 60
     #: Seconds the database part of the live totals is served from the fence.
     POLLS_TOTALS_TIMEOUT: int = 2
+    #: The Redis servers whose prioritized streams the admin shows: ``{label: "redis://..." URL or a CACHES
+    #: alias of a Redis cache}`` (django-redis, Django's RedisCache, or a FencedCache wrapping one).
+    STREAMS_REDIS: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds between two refreshes of the admin dashboard's numbers while its tab is visible; the
+    #: dashboard waits up to ADMIN_REFRESH_MAX_FACTOR times longer while nothing changes, and not at all
+    #: while its tab is hidden.
+    ADMIN_REFRESH_INTERVAL: float = 5.0
+    ADMIN_REFRESH_MAX_FACTOR: int = 8
+    #: Items per page on the admin's stream page.
+    ADMIN_PAGE_SIZE: int = 100
 
 
-DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(FenceSettings)}
+DEFAULTS: dict[str, Any] = {
+    field.name: field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[operator]
+    for field in dataclasses.fields(FenceSettings)
+}
 
 
 @functools.cache

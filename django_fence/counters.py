@@ -167,7 +167,7 @@ class _RedisClient(_DjangoClient):
     ttl = 0
 
 
-def _redis_client_of(cache: BaseCache) -> Any:
+def redis_client_of(cache: BaseCache) -> Any:
     """The redis-py client behind Django's RedisCache or django-redis, else None."""
     module = type(cache).__module__
     if module == "django.core.cache.backends.redis":
@@ -180,7 +180,7 @@ def _redis_client_of(cache: BaseCache) -> Any:
 def adapt(client: object, default_ttl: int = 0) -> _Client:
     """Wrap a pylibmc.Client or a Django cache in the matching adapter."""
     if isinstance(client, BaseCache):
-        raw = _redis_client_of(client)
+        raw = redis_client_of(client)
         if raw is not None:
             adapter = _RedisClient(client, raw)
             adapter.ttl = default_ttl

@@ -235,6 +235,15 @@ class StreamCommands:
                 yield Command(("SADD", REGISTRY, name))
         return bool(deleted)
 
+    def psremove(self, name: str, keys: Iterable[Any]) -> Operation[int]:
+        k = self.keys(name)
+        items = [validation.item_key(key) for key in keys]
+        if not items:
+            return 0
+        if len(set(items)) != len(items):
+            raise ValueError("psremove: each item key may be given once")
+        return int((yield Script("psremove", (k.values, k.priorities, k.expiring), tuple(items))))
+
     def psincrement(self, name: str, key: Any, score: Any) -> Operation[float]:
         keys = self.keys(name)
         command = ("ZINCRBY", keys.priorities, validation.as_arg(validation.number(score, "score")),

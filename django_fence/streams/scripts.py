@@ -29,6 +29,7 @@ NAMES = (
     "psdecrement_all",
     "psexpire",
     "psdelete",
+    "psremove",
     "zadd_now",
     "due_range",
     "due_take",

@@ -6,7 +6,7 @@ The methods keep good-redis's names, arguments and defaults; each hands its oper
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
@@ -107,6 +107,14 @@ class Streams:
     def psdelete(self, name: str) -> bool:
         """Remove the stream and its registry entry; whether it had any key."""
         return self._run(self.commands.psdelete(name))
+
+    def psremove(self, name: str, keys: Iterable[Any]) -> int:
+        """Remove these items (value, priority, pull mark) atomically; how many existed.
+
+        Not one of good-redis's commands (it has no way to delete chosen items): the admin's
+        "delete items" action uses it. The excluded set (``gate``) is left as it is.
+        """
+        return self._run(self.commands.psremove(name, list(keys)))
 
     def psincrement(self, name: str, key: Any, score: int | float) -> float:
         """Add ``score`` to a key's priority (ZINCRBY); the new priority."""

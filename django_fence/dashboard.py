@@ -1,0 +1,253 @@
+"""What the admin reads from Redis for its stream pages; no views here (see ``admin.py``).
+
+``DJANGO_FENCE["STREAMS_REDIS"]`` names the Redis servers whose streams the admin shows,
+``{label: URL or CACHES alias}``. A stream is listed from its server's registry
+(``psnames``) with its length, top item, excluded and expiring counts, all in one pipeline
+per server. A stream page reads one page of items, highest priority first, with two round
+trips whatever the stream's size (ZREVRANGE, then the values and marks of those items);
+a key-prefix search walks the priorities with ZSCAN and keeps the matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, overload
+
+import redis
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import fence_settings
+from .counters import redis_client_of
+from .streams import Streams
+from .streams.commands import text
+from .streams.keys import REGISTRY, StreamKeys, stream_keys
+from .streams.sync import SyncClient
+
+#: The most streams a server's panel lists (the registry is read whole; the rows are cut here).
+MAX_LISTED = 200
+#: The most matches a key-prefix search keeps.
+MAX_MATCHES = 10_000
+SOCKET_TIMEOUT = 2.0  # a server that accepts and never answers costs the page two seconds, not a worker
+
+_clients: dict[tuple[int, str], SyncClient] = {}
+_clients_lock = threading.Lock()
+
+
+def display(raw: Any) -> str:
+    """A key or value as text for the page: UTF-8 decoded, undecodable bytes shown as escapes."""
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="backslashreplace")
+    return str(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """One entry of STREAMS_REDIS: a label and the Redis URL or cache alias it names."""
+
+    label: str
+    target: str
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.target
+
+    def client(self) -> SyncClient:
+        """The redis-py client: one per URL and process, or the cache alias's own."""
+        if self.is_url:
+            key = (os.getpid(), self.target)
+            with _clients_lock:
+                if key not in _clients:
+                    _clients[key] = redis.Redis.from_url(self.target, socket_timeout=SOCKET_TIMEOUT,
+                                                         socket_connect_timeout=SOCKET_TIMEOUT)
+                return _clients[key]
+        cache: Any = caches[self.target]
+        inner = getattr(cache, "inner", cache)  # a FencedCache: the cache it wraps
+        client: SyncClient | None = redis_client_of(inner)
+        if client is None:
+            raise ImproperlyConfigured(f"DJANGO_FENCE['STREAMS_REDIS'][{self.label!r}] names the cache "
+                                       f"{self.target!r}, which is not a Redis cache.")
+        return client
+
+    def streams(self) -> Streams:
+        return Streams(self.client())
+
+
+def connections() -> dict[str, Connection]:
+    """The configured stream servers, by label, in the order of the setting."""
+    configured = fence_settings().STREAMS_REDIS
+    return {str(label): Connection(str(label), str(target)) for label, target in configured.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSummary:
+    """One stream's row on the dashboard."""
+
+    name: str
+    length: int
+    excluded: int
+    expiring: int
+    top_key: str | None
+    top_score: float | None
+
+
+def _pairs(reply: Any) -> list[tuple[Any, float]]:
+    """(member, score) pairs from a WITHSCORES reply, whichever shape the client gives."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(member, float(score)) for member, score in reply]
+    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+
+def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
+    """The first MAX_LISTED streams of the server's registry, by name, and how many there are."""
+    streams = connection.streams()
+    names = sorted(display(text(raw)) for raw in streams.psnames())
+    listed = names[:MAX_LISTED]
+    cluster = streams.commands.cluster
+    pipe = streams.client.pipeline(transaction=False)
+    for name in listed:
+        keys = StreamKeys(name, cluster)
+        pipe.zcard(keys.priorities)
+        pipe.scard(keys.excluded)
+        pipe.zcard(keys.expiring)
+        pipe.zrevrange(keys.priorities, 0, 0, withscores=True)
+    replies = pipe.execute() if listed else []
+    rows = []
+    for position, name in enumerate(listed):
+        length, excluded, expiring, top = replies[4 * position:4 * position + 4]
+        first = _pairs(top)[:1]
+        rows.append(StreamSummary(name, int(length), int(excluded), int(expiring),
+                                  display(first[0][0]) if first else None, first[0][1] if first else None))
+    return rows, len(names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One item of a stream page."""
+
+    key: str
+    score: float
+    value: str | None  # None: a priority without a value (psincrement of an unknown key)
+    excluded: bool
+    expires_at: datetime.datetime | None  # pulled with purge=False: blocked until then
+
+
+class StreamItems:
+    """A stream's items, highest priority first, read a page at a time: ``Paginator(StreamItems(...), 100)``.
+
+    ``prefix`` keeps the items whose key starts with it (ZSCAN, at most MAX_MATCHES of them).
+    """
+
+    def __init__(self, client: SyncClient, keys: StreamKeys, prefix: str = "") -> None:
+        self.client = client
+        self.keys = keys
+        self.prefix = prefix
+        self._matches: list[tuple[Any, float]] | None = None
+        self.truncated = False
+
+    def _search(self) -> list[tuple[Any, float]]:
+        if self._matches is None:
+            pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+            found: list[tuple[Any, float]] = []
+            for member, score in self.client.zscan_iter(self.keys.priorities, match=pattern, count=1000):
+                found.append((member, float(score)))
+                if len(found) >= MAX_MATCHES:
+                    self.truncated = True
+                    break
+            found.sort(key=lambda pair: (pair[1], pair[0]), reverse=True)  # ZREVRANGE's order
+            self._matches = found
+        return self._matches
+
+    def count(self) -> int:
+        if self.prefix:
+            return len(self._search())
+        return int(self.client.zcard(self.keys.priorities))
+
+    def __len__(self) -> int:
+        return self.count()
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, int):
+            found = self[index:index + 1]
+            if not found:
+                raise IndexError(index)
+            return found[0]
+        start, stop = index.start or 0, index.stop
+        if self.prefix:
+            pairs = self._search()[start:stop]
+        elif stop is None or stop > start:
+            pairs = _pairs(self.client.zrevrange(self.keys.priorities, start, -1 if stop is None else stop - 1,
+                                                 withscores=True))
+        else:
+            pairs = []
+        return self._items(pairs)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self[0:None])
+
+    def _items(self, pairs: list[tuple[Any, float]]) -> list[Item]:
+        if not pairs:
+            return []
+        members = [member for member, _ in pairs]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.values, members)
+        pipe.smismember(self.keys.excluded, members)
+        pipe.zmscore(self.keys.expiring, members)
+        values, excluded, expiries = pipe.execute()
+        return [
+            Item(display(member), score, None if value is None else display(value), bool(out),
+                 None if expiry is None else datetime.datetime.fromtimestamp(float(expiry), tz=datetime.UTC))
+            for (member, score), value, out, expiry in zip(pairs, values, excluded, expiries, strict=True)
+        ]
+
+
+def stream_exists(streams: Streams, name: str) -> bool:
+    """Whether the stream is registered or holds any key (a name never used is not a stream)."""
+    keys = stream_keys(name, streams.commands.cluster)
+    return bool(streams.client.sismember(REGISTRY, name)) or bool(streams.client.exists(*keys.all()))
+
+
+CHART_WIDTH, CHART_HEIGHT = 240, 48
+
+
+def chart(history: dict[str, Any]) -> dict[str, Any] | None:
+    """SVG polyline points for a history (``metrics.history()`` of one alias); None without points.
+
+    Hit ratio runs from 0 (bottom) to 1 (top); recomputes from 0 to the hour's busiest minute.
+    Minutes without a lookup leave a gap in the hit-ratio line.
+    """
+    points = history.get("points") or []
+    if not points:
+        return None
+    step = CHART_WIDTH / max(1, len(points) - 1)
+    busiest = max(point["recomputes"] for point in points) or 1
+
+    def y(fraction: float) -> str:
+        return f"{CHART_HEIGHT - fraction * CHART_HEIGHT:.1f}"
+
+    ratio_lines: list[list[str]] = [[]]
+    for position, point in enumerate(points):
+        if point["hit_ratio"] is None:
+            if ratio_lines[-1]:
+                ratio_lines.append([])
+            continue
+        ratio_lines[-1].append(f"{position * step:.1f},{y(point['hit_ratio'])}")
+    return {
+        "width": CHART_WIDTH, "height": CHART_HEIGHT,
+        "hit_ratio": [" ".join(line) for line in ratio_lines if line],
+        "recomputes": " ".join(f"{position * step:.1f},{y(point['recomputes'] / busiest)}"
+                               for position, point in enumerate(points)),
+        "busiest": busiest if any(point["recomputes"] for point in points) else 0,
+        "minutes": len(points),
+        "recomputed": sum(point["recomputes"] for point in points),
+    }
