@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from django.db import transaction
 from django.db.models import F
@@ -53,6 +54,9 @@ from .models import Choice, DirectVote, QueueCursor
 from .services import SETTLED_TTL, forget_totals, pending_key, settle_pending, vote_queue, votes_cache
 
 logger = logging.getLogger(__name__)
+
+
+SummaryLevel = Literal["success", "info", "warning", "error"]  # as django.contrib.messages names them
 
 
 class Conflict(Exception):
@@ -85,6 +89,36 @@ class FlushReport:
     @property
     def lost_ranges(self) -> list[Range]:
         return compress(self.lost)
+
+    def lines(self) -> list[tuple[SummaryLevel, str]]:
+        """The summary as (level, text) pairs: what ``flush_vote_queue`` prints, for the admin's messages too."""
+        verb = "Would apply" if self.dry_run else "Applied"
+        lines: list[tuple[SummaryLevel, str]] = [(
+            "info" if self.dry_run else "success",
+            f"{verb} {self.votes} vote(s) to {len(self.questions)} question(s) in {self.seconds:.2f}s; "
+            f"lost slots: {len(self.lost)}.")]
+        if self.lost:
+            runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.lost_ranges)
+            lines.append(("error", f"Lost slots (empty past the grace period): {runs}"))
+        if self.waiting_on is not None:
+            lines.append(("info", f"Waiting on slot {self.waiting_on}: taken but not written yet; the next run "
+                                  "retries it."))
+        if self.malformed:
+            lines.append(("warning", f"Skipped {self.malformed} slot(s) that held no vote."))
+        if self.orphaned:
+            lines.append(("warning", f"Dropped {self.orphaned} vote(s) for choices that no longer exist."))
+        if self.probe_stopped_at is not None:
+            lines.append(("error", f"The queue pointer was lost: probed {self.probed} vote(s) of the old numbering, "
+                                   f"up to slot {self.probe_stopped_at}; votes queued past it, if any, cannot be "
+                                   "counted."))
+        if self.direct:
+            lines.append(("info", f"Resolved {self.direct} slot(s) whose vote went to the database instead."))
+        if self.stale_pointer is not None:
+            lines.append(("warning", f"The queue pointer ({self.stale_pointer}) was behind the database; it was "
+                                     "reset."))
+        if self.conflicts:
+            lines.append(("info", f"Another flush committed first {self.conflicts} time(s); its batches were skipped."))
+        return lines
 
 
 @dataclass

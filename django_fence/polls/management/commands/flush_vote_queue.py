@@ -122,28 +122,5 @@ class Command(BaseCommand):
         self._drawn = True
 
     def _summary(self, report: FlushReport) -> str:
-        verb = "Would apply" if report.dry_run else "Applied"
-        lines = [f"{verb} {report.votes} vote(s) to {len(report.questions)} question(s) "
-                 f"in {report.seconds:.2f}s; lost slots: {len(report.lost)}."]
-        if report.lost:
-            runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in report.lost_ranges)
-            lines.append(self.style.ERROR(f"Lost slots (empty past the grace period): {runs}"))
-        if report.waiting_on is not None:
-            lines.append(f"Waiting on slot {report.waiting_on}: taken but not written yet; the next run retries it.")
-        if report.malformed:
-            lines.append(self.style.WARNING(f"Skipped {report.malformed} slot(s) that held no vote."))
-        if report.orphaned:
-            lines.append(self.style.WARNING(f"Dropped {report.orphaned} vote(s) for choices that no longer exist."))
-        if report.probe_stopped_at is not None:
-            lines.append(self.style.ERROR(
-                f"The queue pointer was lost: probed {report.probed} vote(s) of the old numbering, up to slot "
-                f"{report.probe_stopped_at}; votes queued past it, if any, cannot be counted."))
-        if report.direct:
-            lines.append(f"Resolved {report.direct} slot(s) whose vote went to the database instead.")
-        if report.stale_pointer is not None:
-            lines.append(self.style.WARNING(
-                f"The queue pointer ({report.stale_pointer}) was behind the database; it was reset."))
-        if report.conflicts:
-            lines.append(f"Another flush committed first {report.conflicts} time(s); its batches were skipped.")
-        return "\n".join(lines)
-
+        styles = {"error": self.style.ERROR, "warning": self.style.WARNING}
+        return "\n".join(styles.get(level, str)(text) for level, text in report.lines())
