@@ -153,6 +153,9 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
         for level, line in report.lines():
             messages.add_message(request, MESSAGE_LEVELS[level], line)
+        if report.pointer_error is not None:
+            messages.error(request, f"The queue pointer could not be read ({report.pointer_error}): only the "
+                                    "slots already known were applied.")
         log_change(request, "votes", "vote queue", report.lines()[0][1])
         return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
 
@@ -212,7 +215,7 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return HttpResponseRedirect(here)
         form: StreamAction = action_class(request.POST, prefix=action_class.name)
         if not form.is_valid():
-            problems = "; ".join(f"{error}" if field == "__all__" else f"{form.fields[field].label or field}: "
+            problems = "; ".join(f"{error}" if field == "__all__" else f"{form[field].label}: "
                                  f"{error}" for field, errors in form.errors.items() for error in errors)
             messages.error(request, f"{action_class.label}: {problems}")
             return HttpResponseRedirect(here)
