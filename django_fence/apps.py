@@ -12,7 +12,8 @@ class FenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_fenced_caches, check_middleware
+        from .checks import check_fenced_caches, check_middleware, check_stream_servers
 
         checks.register(check_fenced_caches, checks.Tags.caches)
         checks.register(check_middleware, checks.Tags.caches)
+        checks.register(check_stream_servers)

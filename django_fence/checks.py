@@ -10,6 +10,7 @@ not a FencedCache, W011 the votes alias is per process (LocMem) or stores nothin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -113,4 +114,27 @@ def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
             hint="Without the fence, a hot question's metadata and totals are recomputed by every request "
             "that misses; point DJANGO_FENCE['POLLS_FENCED_CACHE'] at a FencedCache alias.",
             obj="DJANGO_FENCE['POLLS_FENCED_CACHE']", id="django_fence.W010"))  # fmt: skip
+    return messages
+
+
+def check_stream_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """DJANGO_FENCE["STREAMS_REDIS"] maps labels to Redis URLs or to CACHES aliases that exist."""
+    servers = fence_settings().STREAMS_REDIS
+    obj = "DJANGO_FENCE['STREAMS_REDIS']"
+    if not isinstance(servers, Mapping):
+        return [Error(f"STREAMS_REDIS must be a dict of label -> Redis URL or cache alias, not "
+                      f"{type(servers).__name__}.", hint='For example {"main": "redis://127.0.0.1:6379/0"}.',
+                      obj=obj, id="django_fence.E006")]
+    messages: list[CheckMessage] = []
+    caches = configured_caches()
+    for label, target in servers.items():
+        if not isinstance(label, str) or not label or "/" in label or not isinstance(target, str) or not target:
+            messages.append(Error(
+                f"STREAMS_REDIS entry {label!r}: {target!r} must map a label (a non-empty str without '/') "
+                "to a Redis URL or a cache alias.", obj=obj, id="django_fence.E006"))  # fmt: skip
+        elif "://" not in target and target not in caches:
+            messages.append(Error(
+                f"STREAMS_REDIS[{label!r}] names {target!r}, which is neither a URL nor an alias in CACHES.",
+                hint="Use a URL such as redis://127.0.0.1:6379/0, or the alias of a Redis cache.",
+                obj=obj, id="django_fence.E006"))  # fmt: skip
     return messages

@@ -8,7 +8,7 @@ import pytest
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 
-from django_fence.checks import check_fenced_caches, check_poll_caches
+from django_fence.checks import check_fenced_caches, check_poll_caches, check_stream_servers
 
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 FENCED = "django_fence.backends.FencedCache"
@@ -150,3 +150,35 @@ def test_poll_caches_votes_alias_per_process_warns(settings: Any, backend: str, 
                 "(PyLibMCCache) for DJANGO_FENCE['POLLS_VOTES_CACHE'].",
                 obj="DJANGO_FENCE['POLLS_VOTES_CACHE']", id="django_fence.W011"),
     ]  # fmt: skip
+
+
+def test_stream_servers_by_url_or_existing_alias_pass(settings: Any) -> None:
+    settings.CACHES = {"default": LOCMEM, "counts": MEMCACHED}
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"main": "redis://127.0.0.1:6379/0", "other": "counts"}}
+    assert check_stream_servers() == []
+
+
+def test_stream_servers_naming_an_unknown_alias(settings: Any) -> None:
+    settings.CACHES = {"default": LOCMEM}
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"main": "redis-cache"}}
+    assert check_stream_servers() == [
+        Error("STREAMS_REDIS['main'] names 'redis-cache', which is neither a URL nor an alias in CACHES.",
+              hint="Use a URL such as redis://127.0.0.1:6379/0, or the alias of a Redis cache.",
+              obj="DJANGO_FENCE['STREAMS_REDIS']", id="django_fence.E006"),
+    ]  # fmt: skip
+    assert "django_fence.E006" in [m.id for m in registry.run_checks()]
+
+
+@pytest.mark.parametrize("servers", [{"a/b": "redis://x"}, {"": "redis://x"}, {"main": 6379}])
+def test_stream_servers_with_a_bad_entry(settings: Any, servers: Any) -> None:
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": servers}
+    (label, target), = servers.items()
+    assert check_stream_servers() == [
+        Error(f"STREAMS_REDIS entry {label!r}: {target!r} must map a label (a non-empty str without '/') "
+              "to a Redis URL or a cache alias.", obj="DJANGO_FENCE['STREAMS_REDIS']", id="django_fence.E006"),
+    ]  # fmt: skip
+
+
+def test_stream_servers_not_a_dict(settings: Any) -> None:
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": ["redis://x"]}
+    assert [m.id for m in check_stream_servers()] == ["django_fence.E006"]
