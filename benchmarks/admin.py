@@ -55,13 +55,13 @@ def main() -> None:
 
         settings.DJANGO_FENCE = {"STREAMS_REDIS": {"main": servers.redis}}
         django.setup()
+        import redis
         from django.contrib.auth.models import User
         from django.core.management import call_command
         from django.test import Client
         from django.test.utils import setup_test_environment
         from django.urls import reverse
 
-        import redis
         from django_fence.dashboard import StreamItems
         from django_fence.streams import Streams
         from django_fence.streams.keys import StreamKeys
