@@ -73,8 +73,9 @@ def streams(settings: Any, redis_client: Any, redis_url: str) -> Iterator[Stream
 
 @pytest.fixture
 def jobs(streams: Streams) -> Streams:
-    """A stream "jobs": a..e with priorities 5..1, "d" excluded and "e" pulled without purge."""
-    streams.psaddmany("jobs", [(key, f"value of {key}", score) for key, score in zip("abcde", (5, 4, 3, 2, 1), strict=True)])
+    """A stream "jobs": a..e with priorities 5..1, "d" excluded and "a" pulled without purge."""
+    items = zip("abcde", (5, 4, 3, 2, 1), strict=True)
+    streams.psaddmany("jobs", [(key, f"value of {key}", score) for key, score in items])
     streams.client.sadd("jobs:exc", "d")
     streams.pspull("jobs", 1, purge=False)  # "a" leaves the top: priority -1, blocked for a day
     return streams
