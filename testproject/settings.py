@@ -5,7 +5,8 @@ environment names a real server:
 
 - ``FENCE_DATABASE=postgres``: PostgreSQL database "test" on 127.0.0.1, user
   postgres (trust auth).
-- ``FENCE_REDIS_URL=redis://127.0.0.1:6379/0``: the fence wraps Django's RedisCache.
+- ``FENCE_REDIS_URL=redis://127.0.0.1:6379/0``: the fence wraps Django's RedisCache, and the
+  admin's stream pages show that server's streams (else an in-process fakeredis's).
 - ``FENCE_MEMCACHED=127.0.0.1:11211``: the fence wraps PyLibMCCache (used when
   FENCE_REDIS_URL is not set), and the poll app's "votes" alias uses it.
 
@@ -99,7 +100,18 @@ def votes_cache() -> dict[str, object]:
     return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "django-fence-votes"}
 
 
+def streams_cache() -> dict[str, object]:
+    """The Redis whose prioritized streams the admin shows: FENCE_REDIS_URL, else an in-process fakeredis."""
+    if redis_url := os.environ.get("FENCE_REDIS_URL"):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    import fakeredis
+
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://demo-streams:6379/0",
+            "OPTIONS": {"connection_class": fakeredis.FakeConnection}}
+
+
 CACHES = {
+    "streams": streams_cache(),
     "votes": votes_cache(),
     "backing": backing_cache(),
     "default": {
@@ -111,6 +123,8 @@ CACHES = {
 }
 
 # Show the fence's fail-open warnings and the demo's own messages on the console.
+DJANGO_FENCE = {"STREAMS_REDIS": {"demo": "streams"}}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,6 +1,7 @@
 """App configuration of the demo app."""
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class DemoConfig(AppConfig):
@@ -9,3 +10,11 @@ class DemoConfig(AppConfig):
     name = "testproject.demo"
     label = "demo"
     verbose_name = "django-fence demo"
+
+    def ready(self) -> None:
+        # The embedded default for streams is an in-process fakeredis: the server's own process must
+        # hold the sample stream (setup_demo fills a real Redis named by FENCE_REDIS_URL instead).
+        if "fakeredis" in repr(settings.CACHES.get("streams", {}).get("OPTIONS")):
+            from testproject.demo.streams import seed_sample_stream
+
+            seed_sample_stream()

@@ -6,10 +6,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
+from testproject.demo.streams import SAMPLE_STREAM, seed_sample_stream
+
 USERNAME = "admin"
 PASSWORD = "admin"
 SAMPLE_QUESTION = "Which cache should a poll under a traffic spike write to?"
 SAMPLE_CHOICES = ("memcached", "Redis", "the database, one vote at a time")
+
 
 
 class Command(BaseCommand):
@@ -40,6 +43,7 @@ class Command(BaseCommand):
             user_model._default_manager.create_superuser(**lookup, email="admin@example.com", password=PASSWORD)
             created = True
         question_created = self._sample_question()
+        streamed = seed_sample_stream()
         if verbosity == 0:
             return
         if created:
@@ -48,6 +52,8 @@ class Command(BaseCommand):
             self.stdout.write(f"User {USERNAME!r} already exists; left unchanged.")
         if question_created:
             self.stdout.write(self.style.SUCCESS(f"Created the sample poll {SAMPLE_QUESTION!r}."))
+        if streamed:
+            self.stdout.write(self.style.SUCCESS(f"Created the sample stream {SAMPLE_STREAM!r} ({streamed} items)."))
         backing = settings.CACHES["backing"]["BACKEND"].rsplit(".", 1)[-1]
         self.stdout.write(
             f"Demo: {base_url}/ (a 200 ms report served through FencedCache over {backing}), "
@@ -58,6 +64,7 @@ class Command(BaseCommand):
             f"{base_url}/fragment/ ({{% fencedcache %}}), {base_url}/fenced/ (@fenced)"
         )
         self.stdout.write(f"Poll: {base_url}/polls/ (flush votes with: manage.py flush_vote_queue --loop)")
+        self.stdout.write(f"Fence dashboard (statistics, streams, vote queue): {base_url}/admin/django_fence/fence/")
 
     def _sample_question(self) -> bool:
         """Create the sample poll unless a question with its text exists; True if created."""
