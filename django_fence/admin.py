@@ -42,6 +42,7 @@ from .stream_actions import ACTIONS, ActionFailed, StreamAction
 from .streams.keys import stream_keys
 
 PANELS = ("fence", "streams", "queue")
+RECENT_ACTIONS = 10  # the dashboard's list of the last actions on the fence, from the admin log
 #: What a server that is down (or answers nonsense) raises: an error panel, not a 500.
 SERVER_ERRORS = (BackendUnavailable, RedisError, OSError)
 
@@ -124,9 +125,11 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._require(request)
         numbers = self.numbers()
         settings = fence_settings()
+        content_type = ContentType.objects.get_for_model(Fence, for_concrete_model=False)
+        recent = LogEntry.objects.filter(content_type=content_type).select_related("user")[:RECENT_ACTIONS]
         context = self._context(request, "Fence dashboard", panels=self._panels(request, numbers),
                                 digest=digest(numbers), refresh_interval=settings.ADMIN_REFRESH_INTERVAL,
-                                refresh_max_factor=settings.ADMIN_REFRESH_MAX_FACTOR)
+                                refresh_max_factor=settings.ADMIN_REFRESH_MAX_FACTOR, recent_actions=recent)
         return TemplateResponse(request, "admin/django_fence/dashboard.html", context)
 
     def data_view(self, request: HttpRequest) -> HttpResponse:

@@ -502,3 +502,10 @@ def test_the_queue_panel_shows_an_error_when_memcached_is_down(operator: Client,
     assert page.status_code == 200 and "The vote queue cannot be read" in page.content.decode()
     response = operator.post(FLUSH)
     assert response.status_code == 302 and messages_of(response)[0].startswith("The vote queue is unreachable")
+
+
+def test_the_dashboard_lists_the_recent_actions_from_the_admin_log(operator: Client, jobs: Streams) -> None:
+    operator.post(stream_url("jobs"), {"action": "bump", "bump-key": "e", "bump-by": "2"})
+    page = operator.get(DASHBOARD).content.decode()
+    recent = page[page.index("<caption>Recent actions</caption>"):]
+    assert "stream jobs on main" in recent and "Changed the priority of &#x27;e&#x27; by +2; it is now 3." in recent
