@@ -29,7 +29,7 @@ from .engine import Fence, Run, Step
 from .envelope import Envelope, untimed, unwrap
 from .flights import Deltas, Flights
 from .locks import LOCK_SUFFIX, lock_for
-from .stats import Stats
+from .stats import HISTORY_MINUTES, Stats
 from .store import GENERATION_SUFFIX, MISSING, CacheStore, Key
 
 logger = logging.getLogger(__name__)
@@ -254,6 +254,17 @@ class FencedCache(BaseCache):
 
     async def astats(self) -> dict[str, int]:
         return dict(await off_loop(self.stats))
+
+    def stats_history(self, minutes: int = HISTORY_MINUTES) -> list[tuple[int, dict[str, int]]]:
+        """Hits, stale_served, misses and recomputes per minute for the last ``minutes`` (1-60), every process summed.
+
+        Oldest first, ending with the current minute: (minute start in unix seconds, {name: count}).
+        """
+        return self._stats().history(minutes)
+
+    async def astats_history(self, minutes: int = HISTORY_MINUTES) -> list[tuple[int, dict[str, int]]]:
+        """``stats_history`` for async code (one worker-thread hop)."""
+        return list(await off_loop(self.stats_history, minutes))
 
     def reset_stats(self) -> None:
         self._stats().reset()

@@ -119,7 +119,7 @@ def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
 
 def check_stream_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """DJANGO_FENCE["STREAMS_REDIS"] maps labels to Redis URLs or to CACHES aliases that exist."""
-    servers = fence_settings().STREAMS_REDIS
+    servers: object = fence_settings().STREAMS_REDIS
     obj = "DJANGO_FENCE['STREAMS_REDIS']"
     if not isinstance(servers, Mapping):
         return [Error(f"STREAMS_REDIS must be a dict of label -> Redis URL or cache alias, not "

@@ -1,21 +1,23 @@
 """The fence's numbers for monitoring: one function the metrics view and the admin dashboard share.
 
 ``collect()`` gives every FencedCache alias's counters, summed across
-processes. ``prometheus_text()`` renders them in the Prometheus text
-exposition format through ``prometheus_client`` (a custom collector; the
-``metrics`` extra), counters named ``django_fence_<name>_total`` with an
-``alias`` label, plus a ``django_fence_recompute_seconds`` summary.
+processes, and ``history()`` their last hour minute by minute (the
+dashboard's chart). ``prometheus_text()`` renders the counters in the
+Prometheus text exposition format through ``prometheus_client`` (a custom
+collector; the ``metrics`` extra), counters named
+``django_fence_<name>_total`` with an ``alias`` label, plus a
+``django_fence_recompute_seconds`` summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.core.cache import caches
 
 from .conf import configured_caches
-from .stats import NAMES
+from .stats import HISTORY_MINUTES, NAMES, check_minutes
 
 FENCED_BACKEND = "django_fence.backends.FencedCache"
 #: The counters, with what each counts (the HELP line of each metric).
@@ -37,6 +39,17 @@ def fenced_aliases() -> list[str]:
     return [alias for alias, config in configured_caches().items() if config.get("BACKEND") == FENCED_BACKEND]
 
 
+def hit_ratio(counts: Mapping[str, int]) -> float | None:
+    """Reads served from the cache (fresh or stale) over all reads; None when there was no read."""
+    served = counts["hits"] + counts["stale_served"]
+    lookups = served + counts["misses"]
+    return served / lookups if lookups else None
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def collect() -> dict[str, dict[str, Any]]:
     """Per FencedCache alias: its counters summed across processes, or the error that kept them unread."""
     numbers: dict[str, dict[str, Any]] = {}
@@ -44,13 +57,32 @@ def collect() -> dict[str, dict[str, Any]]:
         try:
             stats = caches[alias].stats()  # type: ignore[attr-defined]
         except Exception as exc:  # a server that is down gives an error entry, not a failed scrape
-            numbers[alias] = {"error": f"{type(exc).__name__}: {exc}"}
+            numbers[alias] = _error(exc)
             continue
         counts: dict[str, Any] = {name: int(stats[name]) for name in COUNTERS}
         counts["recompute_seconds"] = stats["recompute_microseconds"] / 1_000_000
-        lookups = counts["hits"] + counts["stale_served"] + counts["misses"]
-        counts["hit_ratio"] = (counts["hits"] + counts["stale_served"]) / lookups if lookups else None
+        counts["hit_ratio"] = hit_ratio(counts)
         numbers[alias] = counts
+    return numbers
+
+
+def history(minutes: int = HISTORY_MINUTES) -> dict[str, dict[str, Any]]:
+    """Per FencedCache alias: ``{"points": [...]}``, one point per minute, oldest first, or ``{"error": ...}``.
+
+    A point is ``{"minute": <its start, unix seconds>, "hits": n, "stale_served": n,
+    "misses": n, "recomputes": n, "hit_ratio": float | None}``, summed across
+    processes. ``minutes`` is 1 to HISTORY_MINUTES (60): ValueError otherwise.
+    """
+    check_minutes(minutes)  # before the loop: a bad argument is the caller's error, not every alias's
+    numbers: dict[str, dict[str, Any]] = {}
+    for alias in fenced_aliases():
+        try:
+            minutes_counted = caches[alias].stats_history(minutes)  # type: ignore[attr-defined]
+        except Exception as exc:  # a server that is down gives an error entry, not a failed dashboard
+            numbers[alias] = _error(exc)
+            continue
+        numbers[alias] = {"points": [{"minute": start, **counts, "hit_ratio": hit_ratio(counts)}
+                                     for start, counts in minutes_counted]}
     return numbers
 
 
