@@ -154,11 +154,11 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except QueueUnavailable as exc:
             messages.error(request, f"The vote queue is unreachable: {exc}")
             return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
+        if report.pointer_error is not None:  # flush_votes drained what the database knew, then stopped
+            messages.error(request, f"The vote queue is unreachable ({report.pointer_error}): only the slots "
+                                    "already known were applied.")
         for level, line in report.lines():
             messages.add_message(request, MESSAGE_LEVELS[level], line)
-        if report.pointer_error is not None:
-            messages.error(request, f"The queue pointer could not be read ({report.pointer_error}): only the "
-                                    "slots already known were applied.")
         log_change(request, "votes", "vote queue", report.lines()[0][1])
         return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
 
