@@ -39,6 +39,7 @@ bench: $(STAMP) ## side-by-side benchmarks against the peers
 	$(PY) benchmarks/streams.py
 	$(PY) benchmarks/invalidate.py
 	$(PY) benchmarks/votes.py
+	$(PY) benchmarks/admin.py
 
 clean: ## remove the virtualenv and build leftovers
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache testproject/db.sqlite3
