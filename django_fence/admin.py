@@ -111,7 +111,10 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if apps.is_installed("django_fence.polls"):
             from .polls.status import queue_status
 
-            queue = dataclasses.asdict(queue_status())
+            try:
+                queue = dataclasses.asdict(queue_status())
+            except Exception as exc:  # a votes alias missing from CACHES (check E010 says so): a panel, not a 500
+                queue = {"prefix": fence_settings().POLLS_QUEUE_PREFIX, "error": unavailable(exc)}
         return {"aliases": aliases, "servers": servers, "queue": queue}
 
     def _panels(self, request: HttpRequest, numbers: dict[str, Any]) -> dict[str, str]:

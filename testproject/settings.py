@@ -106,8 +106,9 @@ def streams_cache() -> dict[str, object]:
         return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
     import fakeredis
 
+    connection = getattr(fakeredis, "FakeRedisConnection", None) or fakeredis.FakeConnection  # renamed in 2.3x
     return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://demo-streams:6379/0",
-            "OPTIONS": {"connection_class": fakeredis.FakeConnection}}
+            "OPTIONS": {"connection_class": connection}}
 
 
 CACHES = {
@@ -124,6 +125,8 @@ CACHES = {
 
 # Show the fence's fail-open warnings and the demo's own messages on the console.
 DJANGO_FENCE = {"STREAMS_REDIS": {"demo": "streams"}}
+#: The streams live in this process's fakeredis: the demo app fills the sample stream when it starts.
+DEMO_EMBEDDED_STREAMS = not os.environ.get("FENCE_REDIS_URL")
 
 LOGGING = {
     "version": 1,

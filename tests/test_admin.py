@@ -512,3 +512,11 @@ def test_the_dashboard_lists_the_recent_actions_from_the_admin_log(operator: Cli
     page = operator.get(DASHBOARD).content.decode()
     recent = page[page.index("<caption>Recent actions</caption>"):]
     assert "stream jobs on main" in recent and "Changed the priority of &#x27;e&#x27; by +2; it is now 3." in recent
+
+
+def test_a_votes_alias_missing_from_caches_gives_a_queue_error_panel(viewer: Client, streams: Streams,
+                                                                    settings: Any) -> None:
+    settings.CACHES = {alias: config for alias, config in settings.CACHES.items() if alias != "votes"}
+    page = viewer.get(DASHBOARD)
+    assert page.status_code == 200
+    assert "The vote queue cannot be read: InvalidCacheBackendError" in page.content.decode()

@@ -64,3 +64,21 @@ def test_demo_storm_buttons_run_the_expensive_part_once(demo_site: None, client:
     assert response.status_code == 200
     assert total_runs(name) == before + 1
     assert "ran its expensive part 1 time" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_demo_admin_shows_the_sample_stream_on_its_embedded_redis(demo_site: None, settings: Any,
+                                                                  admin_client: Any) -> None:
+    from testproject.demo.streams import SAMPLE_STREAM, seed_sample_stream
+
+    settings.CACHES = {**settings.CACHES, "streams": demo_settings.CACHES["streams"],
+                       "votes": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "demo-votes"}}
+    settings.DJANGO_FENCE = demo_settings.DJANGO_FENCE
+    settings.STATIC_URL = demo_settings.STATIC_URL
+    assert demo_settings.DEMO_EMBEDDED_STREAMS  # no FENCE_REDIS_URL in the suite: fakeredis
+    seed_sample_stream()
+    assert seed_sample_stream() == 0  # filled once
+    dashboard = admin_client.get("/admin/django_fence/fence/").content.decode()
+    assert f'<tr data-stream="{SAMPLE_STREAM}">' in dashboard
+    page = admin_client.get(f"/admin/django_fence/fence/streams/demo/stream/{SAMPLE_STREAM}").content.decode()
+    assert "report" in page and "&lt;script&gt;alert(&#x27;shown as text&#x27;)&lt;/script&gt;" in page

@@ -14,7 +14,7 @@ class DemoConfig(AppConfig):
     def ready(self) -> None:
         # The embedded default for streams is an in-process fakeredis: the server's own process must
         # hold the sample stream (setup_demo fills a real Redis named by FENCE_REDIS_URL instead).
-        if "fakeredis" in repr(settings.CACHES.get("streams", {}).get("OPTIONS")):
+        if getattr(settings, "DEMO_EMBEDDED_STREAMS", False):
             from testproject.demo.streams import seed_sample_stream
 
             seed_sample_stream()
