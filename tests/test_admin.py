@@ -520,3 +520,16 @@ def test_a_votes_alias_missing_from_caches_gives_a_queue_error_panel(viewer: Cli
     page = viewer.get(DASHBOARD)
     assert page.status_code == 200
     assert "The vote queue cannot be read: InvalidCacheBackendError" in page.content.decode()
+
+
+@pytest.mark.parametrize(("action", "data"), [(a, d) for a, d in FORGED if a != "bump"])
+def test_a_destructive_action_without_confirmation_only_asks(operator: Client, jobs: Streams, action: str,
+                                                             data: dict[str, Any]) -> None:
+    unconfirmed = {key: value for key, value in data.items() if key != "confirmed"}
+    before = priorities(jobs), jobs.psvalues("jobs"), jobs.psnames()
+    page = operator.post(stream_url("jobs"), {"action": action, **unconfirmed})
+    assert page.status_code == 200 and "Are you sure?" in page.content.decode()
+    assert (priorities(jobs), jobs.psvalues("jobs"), jobs.psnames()) == before
+    assert not LogEntry.objects.exists()
+    confirmed = operator.post(stream_url("jobs"), {"action": action, **data})
+    assert confirmed.status_code == 302 and LogEntry.objects.count() == 1
