@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.core.cache import caches
 
-from tests import servers
+from tests import browser, servers
 
 BACKINGS = ["locmem", "redis", "django_redis", "pylibmc", "pymemcache"]
 FENCE_OPTIONS = {"BETA": 1.0, "LOCK_TIMEOUT": 10, "WAIT_TIMEOUT": 5, "GRACE": 60}
@@ -34,6 +34,14 @@ def pytest_configure(config: pytest.Config) -> None:
             servers.require_binary(name)
         except servers.MissingServer as exc:
             pytest.exit(str(exc), returncode=4)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Where the browser tests (tests/test_browser.py) left their screenshots, when they took any."""
+    shots = config.stash.get(browser.SCREENSHOTS, None)
+    if shots is not None and shots.taken:
+        terminalreporter.write_sep("-", "browser screenshots")
+        terminalreporter.write_line(f"{len(shots.taken)} screenshots in {shots.directory}")
 
 
 def _server(variable: str, start: Callable[[], servers.Server]) -> Iterator[str]:
