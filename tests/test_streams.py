@@ -321,6 +321,9 @@ BAD_CALLS: list[tuple[str, Callable[[Streams], Any], type[Exception]]] = [
     ("many: key bytes not utf-8", lambda s: s.psaddmany("q", [("a", "v", 1), (b"ok\xc3", "v", 1)]), ValueError),
     ("score beyond a double", lambda s: s.psadd("q", "k", "v", 10**400), ValueError),
     ("pskeys other keyword", lambda s: s.pskeys("q", start=1), TypeError),
+    ("psremove a key twice", lambda s: s.psremove("q", ["a", "a"]), ValueError),
+    ("psremove an empty key", lambda s: s.psremove("q", ["a", ""]), ValueError),
+    ("psremove a key None", lambda s: s.psremove("q", ["a", None]), TypeError),
 ]
 
 
@@ -524,6 +527,8 @@ WRONG_TYPES: list[tuple[str, str, Callable[[Streams], Any]]] = [
     ("psdeletebelowthreshold, exc a string", "q:exc", lambda s: s.psdeletebelowthreshold("q", 5, gate=True)),
     ("psdecrement_all, s a string", "q:s", lambda s: s.psdecrement_all("q", 1)),
     ("psdelete, registry a string", ":ps:keys", lambda s: s.psdelete("q")),
+    ("psremove, t a string", "q:t", lambda s: s.psremove("q", ["a"])),
+    ("psremove, exp a string", "q:exp", lambda s: s.psremove("q", ["a"])),
 ]
 
 
@@ -622,3 +627,31 @@ def test_the_built_wheel_carries_every_script_and_they_load_from_it(tmp_path: An
     done = subprocess.run([sys.executable, "-I", "-c", read, str(wheel)], check=True, timeout=30,
                           capture_output=True, text=True, cwd=tmp_path)
     assert json.loads(done.stdout) == {name: scripts.source(name) for name in scripts.NAMES}
+
+
+def test_psremove_removes_the_chosen_items_value_priority_and_pull_mark(streams: Streams) -> None:
+    streams.psaddmany("q", [("a", "1", 1), ("b", "2", 2), ("c", "3", 3), ("d", "4", 4)])
+    streams.pspull("q", 1, purge=False, expire_at=FUTURE)  # "d": priority -1, pull mark
+    streams.client.sadd("q:exc", "b")
+    assert streams.psremove("q", ["d", "b", "zz"]) == 2
+    assert streams.pskeys("q") == [b"a", b"c"]
+    assert set(streams.psvalues("q")) == {"a", "c"}
+    assert streams.client.zrange("q:exp", 0, -1) == []
+    assert streams.client.smembers("q:exc") == {b"b"}  # the gate is not the item's: left as it is
+    assert streams.psremove("q", []) == 0
+
+
+def test_async_psremove(redis_url: str, redis_client: Any) -> None:
+    import redis.asyncio
+
+    Streams(redis_client).psaddmany("q", [("a", "1", 1), ("b", "2", 2)])
+
+    async def remove() -> int:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return await AsyncStreams(client).psremove("q", ["a"])
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(remove()) == 1
+    assert Streams(redis_client).pskeys("q") == [b"b"]
