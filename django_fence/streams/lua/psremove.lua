@@ -1,6 +1,6 @@
 -- psremove: remove chosen items from a stream: value, priority and pull mark.
 -- KEYS[1] <name>:t, KEYS[2] <name>:s, KEYS[3] <name>:exp (see psadd.lua)
--- ARGV[1..n] the item keys (at least one, each once).
+-- ARGV[1], ARGV[2], ... the item keys (at least one, each once).
 -- Returns how many of the keys had a value or a priority. The excluded set (gate) is left
 -- as it is: removing an item does not let it, or stop it from, being added again.
 -- Errors (WRONGTYPE) before any write if a key holds another type.
