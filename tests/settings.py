@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",  # the admin's CSS and our dashboard.js, served by live_server in browser tests
     "django_fence",
     "django_fence.polls",
 ]
@@ -58,5 +59,6 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJANGO_FENCE = {"STATS_INTERVAL": 0.2}

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.test import override_settings
 from django.urls import reverse
 from pytest_django.live_server_helper import LiveServer
 
@@ -68,26 +67,6 @@ def browser() -> Iterator[Browser]:
             chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
             yield chromium
             chromium.close()
-
-
-@pytest.fixture(scope="module")
-def live_server(django_db_setup: None) -> Iterator[LiveServer]:
-    """pytest-django's live server (its LiveServer; its autouse helper still gives each test transactional_db),
-    serving the static files of every installed app as runserver does.
-
-    tests/settings.py sets no STATIC_URL, and pytest-django's session-wide ``live_server`` then answers every
-    request with a 500 (Django's _StaticFilesHandler matches paths against ``urlparse(None).path``, bytes).
-    Here STATIC_URL is set for this file and staticfiles' handler finds the admin's CSS and our
-    dashboard.js in the apps' static/ folders, with no collectstatic.
-    """
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-
-    with override_settings(STATIC_URL="/static/"):
-        server = LiveServer("localhost", start=False)
-        server.thread.static_handler = StaticFilesHandler
-        server.start()
-        yield server
-        server.stop()
 
 
 @pytest.fixture(scope="session")
