@@ -9,9 +9,11 @@ admin log with the user. A server that is down shows an error panel, never a 500
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
+import time
 from typing import Any
 
 from django.apps import apps
@@ -120,7 +122,8 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _panels(self, request: HttpRequest, numbers: dict[str, Any]) -> dict[str, str]:
         caches = [(alias, counts, dashboard.chart(counts.get("history", {})))
                   for alias, counts in numbers["aliases"].items()]
-        context = {"numbers": numbers, "caches": caches, "can_change": self.has_change_permission(request)}
+        context = {"numbers": numbers, "caches": caches, "can_change": self.has_change_permission(request),
+                   "now": time.time()}
         return {panel: render_to_string(f"admin/django_fence/panel_{panel}.html", context, request)
                 for panel in PANELS}
 
@@ -178,9 +181,9 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except SERVER_ERRORS as exc:
             messages.error(request, f"Redis {label!r} is unreachable: {exc}")
             return HttpResponseRedirect(back)
-        message = f"Ran expiry on every stream: removed {removed} expired item(s)."
-        messages.success(request, f"{label}: {message}")
-        log_change(request, f"{label}:", f"streams on {label}", message)
+        message = f"ran expiry on every stream: removed {removed} expired item(s)."
+        messages.success(request, f"Streams on {label!r}: {message}")
+        log_change(request, f"{label}:", f"streams on {label}", message[0].upper() + message[1:])
         return HttpResponseRedirect(back)
 
     # -- a stream -------------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except ActionFailed as exc:
             messages.error(request, f"{action_class.label}: {exc}")
             return HttpResponseRedirect(here)
-        messages.success(request, f"{name}: {done}")
+        messages.success(request, f"Stream {name!r}: {done}")  # the admin capitalizes a message's first letter
         log_change(request, f"{label}:{name}", f"stream {name} on {label}", f"{action_class.label}: {done}")
         if action_class.name == "delete_stream":
             return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
@@ -246,5 +249,16 @@ MESSAGE_LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning":
 
 
 def digest(numbers: dict[str, Any]) -> str:
-    """A fingerprint of the numbers: the page slows its refresh while it does not change."""
-    return hashlib.sha1(json.dumps(numbers, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()
+    """A fingerprint of the numbers: the page slows its refresh while it does not change.
+
+    What moves with the clock alone is left out: the minutes the history points are labelled with
+    and the queue's lag (the page counts the lag up itself). Otherwise a queue with a backlog, or the
+    turn of each minute, would read as a change and keep the refresh at its fastest (PITFALLS 25).
+    """
+    steady = copy.deepcopy(numbers)
+    for counts in steady["aliases"].values():
+        for point in counts.get("history", {}).get("points", []):
+            del point["minute"]
+    if steady["queue"] is not None:
+        steady["queue"].pop("lag_seconds", None)
+    return hashlib.sha1(json.dumps(steady, sort_keys=True, cls=DjangoJSONEncoder).encode()).hexdigest()

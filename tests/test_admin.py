@@ -5,7 +5,9 @@ Streams live on the suite's real redis-server, the vote queue on its real memcac
 
 from __future__ import annotations
 
+import copy
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -333,7 +335,7 @@ def test_change_priority_moves_the_item_reports_it_and_logs_it(operator: Client,
     response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": "e", "bump-by": "10"})
     assert response.status_code == 302 and response["Location"] == stream_url("jobs")
     assert priorities(jobs)["e"] == 11
-    assert messages_of(response) == ["jobs: Changed the priority of 'e' by +10; it is now 11."]
+    assert messages_of(response) == ["Stream 'jobs': Changed the priority of 'e' by +10; it is now 11."]
     entry = last_log()
     assert entry.user.has_perm("django_fence.change_fence") and entry.action_flag == CHANGE
     assert (entry.object_id, entry.object_repr) == ("main:jobs", "stream jobs on main")
@@ -379,7 +381,7 @@ def test_delete_items_confirms_first_then_deletes_them(operator: Client, jobs: S
     response = confirm(operator, stream_url("jobs"), data, "Delete 2 item(s): b, e.")
     assert priorities(jobs) == {k: v for k, v in before.items() if k not in "be"}
     assert "b" not in jobs.psvalues("jobs")
-    assert messages_of(response) == ["jobs: Deleted 2 of 2 chosen item(s): b, e."]
+    assert messages_of(response) == ["Stream 'jobs': Deleted 2 of 2 chosen item(s): b, e."]
     assert last_log().change_message == "Delete selected items: Deleted 2 of 2 chosen item(s): b, e."
 
 
@@ -395,7 +397,7 @@ def test_delete_below_a_threshold_with_the_gate(operator: Client, jobs: Streams)
                        "Delete the 4 item(s) with a priority at or below 3 and keep their keys from being added again.")
     assert priorities(jobs) == {"b": before["b"]}
     assert jobs.client.smembers("jobs:exc") == {b"a", b"c", b"d", b"e"}
-    assert messages_of(response) == ["jobs: Deleted 4 item(s) with a priority at or below 3, their keys excluded "
+    assert messages_of(response) == ["Stream 'jobs': Deleted 4 item(s) with a priority at or below 3, their keys excluded "
                                      "from being added again: a, e, d, c."]
 
 
@@ -410,7 +412,7 @@ def test_decrement_all(operator: Client, jobs: Streams) -> None:
     response = confirm(operator, stream_url("jobs"), {"action": "decrement_all", "decrement_all-by": "2"},
                        "Subtract 2 from the priority of all 5 item(s).")
     assert priorities(jobs) == {key: score - 2 for key, score in before.items()}
-    assert messages_of(response) == ["jobs: Subtracted 2 from the priority of 5 item(s)."]
+    assert messages_of(response) == ["Stream 'jobs': Subtracted 2 from the priority of 5 item(s)."]
 
 
 @pytest.mark.parametrize(("extra", "expect", "kept", "excluded"), [
@@ -424,7 +426,7 @@ def test_pull_n_items(operator: Client, jobs: Streams, extra: dict[str, str], ex
     response = confirm(operator, stream_url("jobs"), {"action": "pull", "pull-count": "2", **extra}, expect)
     assert set(priorities(jobs)) == kept
     assert {key.decode() for key in jobs.client.smembers("jobs:exc")} == excluded
-    assert messages_of(response) == ["jobs: Pulled 2 item(s): b, c."]
+    assert messages_of(response) == ["Stream 'jobs': Pulled 2 item(s): b, c."]
 
 
 @pytest.mark.parametrize(("data", "error"), [
@@ -444,14 +446,14 @@ def test_delete_the_stream(operator: Client, jobs: Streams) -> None:
                        "Delete the stream and all its 5 item(s), and remove it from the registry.")
     assert response["Location"] == DASHBOARD
     assert jobs.psnames() == set() and jobs.pslen("jobs") == 0
-    assert messages_of(response) == ["jobs: Deleted the stream."]
+    assert messages_of(response) == ["Stream 'jobs': Deleted the stream."]
 
 
 def test_run_expiry_now(operator: Client, jobs: Streams) -> None:
     jobs.pspull("jobs", 1, purge=False, expire_at=__import__("datetime").timedelta(seconds=-10))
     response = operator.post(expire_url(), {"next": stream_url("jobs")})
     assert response["Location"] == stream_url("jobs")
-    assert messages_of(response) == ["main: Ran expiry on every stream: removed 1 expired item(s)."]
+    assert messages_of(response) == ["Streams on 'main': ran expiry on every stream: removed 1 expired item(s)."]
     assert "b" not in priorities(jobs)
     assert last_log().object_repr == "streams on main"
 
@@ -533,3 +535,31 @@ def test_a_destructive_action_without_confirmation_only_asks(operator: Client, j
     assert not LogEntry.objects.exists()
     confirmed = operator.post(stream_url("jobs"), {"action": action, **data})
     assert confirmed.status_code == 302 and LogEntry.objects.count() == 1
+
+
+def test_the_digest_leaves_out_what_moves_with_the_clock_alone() -> None:
+    from django_fence.admin import digest
+
+    def numbers(minute: int, lag: float, hits: int) -> dict[str, Any]:
+        point = {"minute": minute, "hits": hits, "stale_served": 0, "misses": 0, "recomputes": 0, "hit_ratio": 1.0}
+        return {"aliases": {"default": {"hits": hits, "history": {"points": [point]}}}, "servers": {},
+                "queue": {"depth": 3, "lag_seconds": lag}}
+
+    assert digest(numbers(60, 1.0, 5)) == digest(numbers(120, 9.5, 5))
+    assert digest(numbers(60, 1.0, 5)) != digest(numbers(60, 1.0, 6))
+    error = {"aliases": {"default": {"error": "down", "history": {"error": "down"}}}, "servers": {}, "queue": None}
+    assert digest(error) == digest(copy.deepcopy(error))
+
+
+def test_a_waiting_backlog_does_not_change_the_digest_while_its_lag_grows(viewer: Client, queued_poll: Any) -> None:
+    from django_fence.polls.flush import flush_votes
+
+    vote(queued_poll, 2)
+    flush_votes()
+    vote(queued_poll, 3)
+    first = viewer.get(DATA).json()
+    time.sleep(1.1)  # the lag is the time since the last flush: it has to pass
+    second = viewer.get(DATA).json()
+    assert second["numbers"]["queue"]["lag_seconds"] > first["numbers"]["queue"]["lag_seconds"] + 1
+    assert second["numbers"]["queue"]["depth"] == 3 and second["digest"] == first["digest"]
+    assert 'class="fence-since" data-since=' in second["panels"]["queue"]  # the page counts it up itself

@@ -186,7 +186,7 @@ def test_changing_an_items_priority_moves_it_in_the_list(log_in_as: Callable[...
     shoot(page, "stream-before-bump")
     row.get_by_label("Change the priority of d by").fill("10")
     row.get_by_role("button", name="Change").click()
-    expect(page.locator("ul.messagelist li")).to_have_text(["Jobs: Changed the priority of 'd' by +10; it is now 12."])
+    expect(page.locator("ul.messagelist li")).to_have_text(["Stream 'jobs': Changed the priority of 'd' by +10; it is now 12."])
     expect(keys(page)).to_have_text(["d", "a", "b", "c", "e"])
     expect(row.locator(".fence-position")).to_have_text("1")
     expect(row.locator(".fence-score")).to_have_text("12")
@@ -210,7 +210,7 @@ def test_delete_below_a_threshold_goes_through_the_confirmation_page(log_in_as: 
     page.get_by_role("button", name="Yes, I\N{RIGHT SINGLE QUOTATION MARK}m sure").click()
     expect(page).to_have_url(re.compile(re.escape(stream_url()) + "$"))
     expect(page.locator("ul.messagelist li")).to_have_text(
-        ["Jobs: Deleted 2 item(s) with a priority at or below 2: e, d."])
+        ["Stream 'jobs': Deleted 2 item(s) with a priority at or below 2: e, d."])
     expect(keys(page)).to_have_text(["a", "b", "c"])
     shoot(page, "after-delete")
     assert [key.decode() for key in jobs.pskeys("jobs")] == ["c", "b", "a"]

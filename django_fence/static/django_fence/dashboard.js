@@ -17,7 +17,7 @@
   function start(root) {
     const base = Math.max(0.05, parseFloat(root.dataset.interval)) * 1000;
     const maxFactor = Math.max(1, parseInt(root.dataset.maxFactor, 10) || 1);
-    const state = { delay: base, polls: 0, changes: 0, digest: root.dataset.digest, timer: null };
+    const state = { delay: base, polls: 0, changes: 0, digest: root.dataset.digest, timer: null, inFlight: false };
     api.state = state;
     const updated = root.querySelector(".fence-updated");
 
@@ -41,6 +41,8 @@
 
     function refresh() {
       state.timer = null;
+      if (state.inFlight) { return; }  // the visible-again refresh while a poll is out: that poll reschedules
+      state.inFlight = true;
       fetch(root.dataset.url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
         .then(function (response) {
           if (!response.ok) { throw new Error("HTTP " + response.status); }
@@ -55,8 +57,23 @@
           state.delay = nextDelay(state.delay, base, maxFactor, false);
           if (updated) { updated.textContent = "Refresh failed (" + error.message + "); retrying."; }
         })
-        .finally(schedule);
+        .finally(function () {
+          state.inFlight = false;
+          schedule();
+        });
     }
+
+    // The queue's lag grows with the clock alone, so the page counts it up itself rather than polling for it
+    // (the digest leaves it out). data-now is the server's time at rendering: the offset cancels clock skew.
+    function tick() {
+      const now = Date.now() / 1000;
+      root.querySelectorAll(".fence-since").forEach(function (el) {
+        if (!el.dataset.skew) { el.dataset.skew = String(now - parseFloat(el.dataset.now)); }
+        const lag = now - parseFloat(el.dataset.skew) - parseFloat(el.dataset.since);
+        el.textContent = String(Math.max(0, Math.round(lag)));
+      });
+    }
+    setInterval(tick, 1000);
 
     document.addEventListener("visibilitychange", function () {
       if (document.hidden) {
