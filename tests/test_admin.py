@@ -397,8 +397,8 @@ def test_delete_below_a_threshold_with_the_gate(operator: Client, jobs: Streams)
                        "Delete the 4 item(s) with a priority at or below 3 and keep their keys from being added again.")
     assert priorities(jobs) == {"b": before["b"]}
     assert jobs.client.smembers("jobs:exc") == {b"a", b"c", b"d", b"e"}
-    assert messages_of(response) == ["Stream 'jobs': Deleted 4 item(s) with a priority at or below 3, their keys excluded "
-                                     "from being added again: a, e, d, c."]
+    assert messages_of(response) == ["Stream 'jobs': Deleted 4 item(s) with a priority at or below 3, their keys "
+                                     "excluded from being added again: a, e, d, c."]
 
 
 def test_a_missing_threshold_is_an_error_not_a_confirmation(operator: Client, jobs: Streams) -> None:
