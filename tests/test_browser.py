@@ -186,7 +186,8 @@ def test_changing_an_items_priority_moves_it_in_the_list(log_in_as: Callable[...
     shoot(page, "stream-before-bump")
     row.get_by_label("Change the priority of d by").fill("10")
     row.get_by_role("button", name="Change").click()
-    expect(page.locator("ul.messagelist li")).to_have_text(["Stream 'jobs': Changed the priority of 'd' by +10; it is now 12."])
+    expect(page.locator("ul.messagelist li")).to_have_text(
+        ["Stream 'jobs': Changed the priority of 'd' by +10; it is now 12."])
     expect(keys(page)).to_have_text(["d", "a", "b", "c", "e"])
     expect(row.locator(".fence-position")).to_have_text("1")
     expect(row.locator(".fence-score")).to_have_text("12")
