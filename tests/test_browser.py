@@ -326,3 +326,29 @@ def test_a_tab_hidden_during_a_refresh_schedules_no_other(log_in_as: Callable[..
     with pytest.raises(PlaywrightTimeout):  # nothing for twice the longest delay
         page.wait_for_function(f"window.fenceRecord.fetches.length > {started + 1}", timeout=2 * CAP_MS)
     shoot(page, "dashboard-hidden")
+
+
+@pytest.mark.timeout(30)
+def test_the_queue_lag_counts_up_in_the_page_without_polling(log_in_as: Callable[..., Page], settings: Any,
+                                                             shoot: Callable[[Page, str], Path]) -> None:
+    from django_fence.polls.flush import flush_votes
+    from django_fence.polls.models import Question
+    from django_fence.polls.services import cast_vote, question_info
+
+    settings.DJANGO_FENCE = {**settings.DJANGO_FENCE, "ADMIN_REFRESH_INTERVAL": 60}  # no poll during the test
+    question = Question.objects.create(question_text="Lag?")
+    choice = question.choices.create(choice_text="yes")
+    info = question_info(question.pk)
+    assert info is not None
+    cast_vote(info, choice.pk, "first")
+    flush_votes()
+    cast_vote(info, choice.pk, "second")  # waits in the queue: the lag grows from the flush on
+    page = log_in_as("view_fence")
+    page.goto(DASHBOARD)
+    expect(page.locator('[data-queue="depth"]')).to_have_text("1")
+    lag = page.locator(".fence-since")
+    shown = int(lag.inner_text())
+    page.wait_for_function(f"Number(document.querySelector('.fence-since').textContent) >= {shown + 2}",
+                           timeout=5_000)
+    assert page.evaluate("window.fenceRecord.fetches.length") == 0
+    shoot(page, "dashboard-lag")
