@@ -15,11 +15,13 @@ import hashlib
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.cache.backends.base import InvalidCacheBackendError
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
@@ -30,10 +32,11 @@ from django.http import (
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
+    QueryDict,
 )
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, path, register_converter, reverse
 from redis.exceptions import RedisError
 
 from . import dashboard, metrics
@@ -42,6 +45,21 @@ from .exceptions import BackendUnavailable
 from .models import Fence
 from .stream_actions import ACTIONS, ActionFailed, StreamAction
 from .streams.keys import stream_keys
+
+
+class StreamNameConverter:
+    """Any non-empty stream name, line breaks included (``path``'s ``.+`` stops at one)."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(StreamNameConverter, "fence_stream")
 
 PANELS = ("fence", "streams", "queue")
 RECENT_ACTIONS = 10  # the dashboard's list of the last actions on the fence, from the admin log
@@ -77,7 +95,7 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             path("data/", view(self.data_view), name="django_fence_dashboard_data"),
             path("votes/flush/", view(self.flush_view), name="django_fence_flush_votes"),
             path("streams/<str:label>/expire/", view(self.expire_view), name="django_fence_expire"),
-            path("streams/<str:label>/stream/<path:name>", view(self.stream_view), name="django_fence_stream"),
+            path("streams/<str:label>/stream/<fence_stream:name>", view(self.stream_view), name="django_fence_stream"),
         ]
 
     # -- helpers --------------------------------------------------------------------------------------
@@ -87,8 +105,14 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             raise PermissionDenied
 
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        request.current_app = self.admin_site.name  # {% url 'admin:...' %} in our templates: this site
         return {**self.admin_site.each_context(request), "title": title, "opts": self.opts,
                 "can_change": self.has_change_permission(request), **extra}
+
+    def _url(self, name: str, *args: str, query: str = "") -> str:
+        """One of our URLs on this admin site (another AdminSite mounting FenceAdmin keeps its own)."""
+        url = reverse(f"admin:{name}", args=args, current_app=self.admin_site.name)
+        return f"{url}?{query}" if query else url
 
     def _connection(self, label: str) -> dashboard.Connection:
         try:
@@ -159,14 +183,17 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             report = flush_votes()
         except QueueUnavailable as exc:
             messages.error(request, f"The vote queue is unreachable: {exc}")
-            return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
+            return HttpResponseRedirect(self._url("django_fence_fence_changelist"))
+        except InvalidCacheBackendError as exc:  # check E010 names it too
+            messages.error(request, f"The vote queue cannot be flushed: {exc}")
+            return HttpResponseRedirect(self._url("django_fence_fence_changelist"))
         if report.pointer_error is not None:  # flush_votes drained what the database knew, then stopped
             messages.error(request, f"The vote queue is unreachable ({report.pointer_error}): only the slots "
                                     "already known were applied.")
         for level, line in report.lines():
             messages.add_message(request, MESSAGE_LEVELS[level], line)
         log_change(request, "votes", "vote queue", report.lines()[0][1])
-        return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
+        return HttpResponseRedirect(self._url("django_fence_fence_changelist"))
 
     def expire_view(self, request: HttpRequest, label: str) -> HttpResponse:
         self._require(request, change=True)
@@ -174,8 +201,8 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return HttpResponseNotAllowed(["POST"])
         connection = self._connection(label)
         back = request.POST.get("next") or ""
-        if not back.startswith(reverse("admin:django_fence_fence_changelist")):
-            back = reverse("admin:django_fence_fence_changelist")
+        if not back.startswith(self._url("django_fence_fence_changelist")) or "\\" in back:
+            back = self._url("django_fence_fence_changelist")
         try:
             removed = connection.streams().psexpire()
         except SERVER_ERRORS as exc:
@@ -198,6 +225,9 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 return self._act(request, streams, label, name)
             return self._stream_page(request, streams, label, name)
         except SERVER_ERRORS as exc:
+            if request.method == "POST":  # never a page a reload would post again
+                messages.error(request, f"Redis {label!r} is unreachable; nothing was done: {unavailable(exc)}")
+                return HttpResponseRedirect(self._url("django_fence_stream", label, name))
             context = self._context(request, f"Stream {name}", label=label, name=name, error=unavailable(exc))
             return TemplateResponse(request, "admin/django_fence/stream.html", context, status=503)
 
@@ -211,13 +241,14 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         forms = {action.name: action(prefix=action.name) for action in ACTIONS.values()}
         context = self._context(
             request, f"Stream {name}", label=label, name=name, page=page, paginator=paginator, prefix=prefix,
-            excluded=counts[0], expiring=counts[1], truncated=items.truncated, forms=forms,
+            excluded=counts[0], expiring=counts[1], truncated=items.truncated, matched=items.matched, forms=forms,
+            filters=kept_filters(request.GET.urlencode()),
             page_range=paginator.get_elided_page_range(page.number), error=None,
         )
         return TemplateResponse(request, "admin/django_fence/stream.html", context)
 
     def _act(self, request: HttpRequest, streams: Any, label: str, name: str) -> HttpResponse:
-        here = reverse("admin:django_fence_stream", args=(label, name))
+        here = self._url("django_fence_stream", label, name, query=kept_filters(request.POST.get("_filters", "")))
         action_class = ACTIONS.get(request.POST.get("action", ""))
         if action_class is None:
             messages.error(request, "Unknown action.")
@@ -229,8 +260,9 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             messages.error(request, f"{action_class.label}: {problems}")
             return HttpResponseRedirect(here)
         if action_class.destructive and request.POST.get("confirmed") != "yes":
-            context = self._context(request, "Are you sure?", label=label, name=name, form=form,
-                                    action=action_class, consequence=form.consequence(streams, name))
+            context = self._context(request, "Are you sure?", label=label, name=name, form=form, back=here,
+                                    filters=request.POST.get("_filters", ""), action=action_class,
+                                    consequence=form.consequence(streams, name))
             return TemplateResponse(request, "admin/django_fence/confirm.html", context)
         try:
             done = form.perform(streams, name)
@@ -240,8 +272,14 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         messages.success(request, f"Stream {name!r}: {done}")  # the admin capitalizes a message's first letter
         log_change(request, f"{label}:{name}", f"stream {name} on {label}", f"{action_class.label}: {done}")
         if action_class.name == "delete_stream":
-            return HttpResponseRedirect(reverse("admin:django_fence_fence_changelist"))
+            return HttpResponseRedirect(self._url("django_fence_fence_changelist"))
         return HttpResponseRedirect(here)
+
+
+def kept_filters(query: str) -> str:
+    """The stream page's search and page number from a query string, to come back to after an action."""
+    given = QueryDict(query)
+    return urlencode({name: given[name] for name in ("q", "p") if given.get(name)})
 
 
 MESSAGE_LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "warning": messages.WARNING,

@@ -12,8 +12,9 @@ class FenceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_fenced_caches, check_middleware, check_stream_servers
+        from .checks import check_admin_settings, check_fenced_caches, check_middleware, check_stream_servers
 
         checks.register(check_fenced_caches, checks.Tags.caches)
         checks.register(check_middleware, checks.Tags.caches)
         checks.register(check_stream_servers)
+        checks.register(check_admin_settings)

@@ -10,6 +10,7 @@ not a FencedCache, W011 the votes alias is per process (LocMem) or stores nothin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,4 +138,22 @@ def check_stream_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
                 f"STREAMS_REDIS[{label!r}] names {target!r}, which is neither a URL nor an alias in CACHES.",
                 hint="Use a URL such as redis://127.0.0.1:6379/0, or the alias of a Redis cache.",
                 obj=obj, id="django_fence.E006"))  # fmt: skip
+    return messages
+
+
+def check_admin_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The dashboard's refresh interval, back-off factor and page size are numbers in range."""
+    conf = fence_settings()
+    rules = [
+        ("ADMIN_REFRESH_INTERVAL", conf.ADMIN_REFRESH_INTERVAL, (int, float), 0.1, 3600,
+         "a number of seconds from 0.1 to 3600"),
+        ("ADMIN_REFRESH_MAX_FACTOR", conf.ADMIN_REFRESH_MAX_FACTOR, (int,), 1, 1000, "an int from 1 to 1000"),
+        ("ADMIN_PAGE_SIZE", conf.ADMIN_PAGE_SIZE, (int,), 1, 10_000, "an int from 1 to 10000"),
+    ]
+    messages: list[CheckMessage] = []
+    for name, value, types, lowest, highest, wanted in rules:
+        fine = isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+        if not fine or not lowest <= value <= highest:
+            messages.append(Error(f"DJANGO_FENCE[{name!r}] must be {wanted}, got {value!r}.",
+                                  obj=f"DJANGO_FENCE[{name!r}]", id="django_fence.E007"))
     return messages

@@ -10,8 +10,10 @@ a key-prefix search walks the priorities with ZSCAN and keeps the matches.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
+import heapq
 import os
 import threading
 from collections.abc import Iterator
@@ -20,11 +22,11 @@ from typing import Any, overload
 import redis
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
+from redis.cluster import RedisCluster
 
 from .conf import fence_settings
 from .counters import redis_client_of
 from .streams import Streams
-from .streams.commands import text
 from .streams.keys import REGISTRY, StreamKeys, stream_keys
 from .streams.sync import SyncClient
 
@@ -34,6 +36,8 @@ MAX_LISTED = 200
 MAX_MATCHES = 10_000
 SCAN_COUNT = 5000  # elements ZSCAN looks at per call: 20 round trips for 100,000 items, a millisecond each
 SOCKET_TIMEOUT = 2.0  # a server that accepts and never answers costs the page two seconds, not a worker
+
+CLUSTER_SCHEME = "redis+cluster://"
 
 _clients: dict[tuple[int, str], SyncClient] = {}
 _clients_lock = threading.Lock()
@@ -58,13 +62,21 @@ class Connection:
         return "://" in self.target
 
     def client(self) -> SyncClient:
-        """The redis-py client: one per URL and process, or the cache alias's own."""
+        """The redis-py client: one per URL and process, or the cache alias's own.
+
+        ``redis+cluster://host:port`` names a Redis Cluster by one of its nodes (``RedisCluster``).
+        """
         if self.is_url:
             key = (os.getpid(), self.target)
             with _clients_lock:
                 if key not in _clients:
-                    _clients[key] = redis.Redis.from_url(self.target, socket_timeout=SOCKET_TIMEOUT,
-                                                         socket_connect_timeout=SOCKET_TIMEOUT)
+                    if self.target.startswith(CLUSTER_SCHEME):
+                        url = "redis://" + self.target.removeprefix(CLUSTER_SCHEME)
+                        _clients[key] = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT,
+                                                              socket_connect_timeout=SOCKET_TIMEOUT)
+                    else:
+                        _clients[key] = redis.Redis.from_url(self.target, socket_timeout=SOCKET_TIMEOUT,
+                                                             socket_connect_timeout=SOCKET_TIMEOUT)
                 return _clients[key]
         cache: Any = caches[self.target]
         inner = getattr(cache, "inner", cache)  # a FencedCache: the cache it wraps
@@ -86,14 +98,27 @@ def connections() -> dict[str, Connection]:
 
 @dataclasses.dataclass(frozen=True)
 class StreamSummary:
-    """One stream's row on the dashboard."""
+    """One stream's row on the dashboard; ``problem`` says why a registered name has no page."""
 
     name: str
-    length: int
-    excluded: int
-    expiring: int
-    top_key: str | None
-    top_score: float | None
+    length: int | None = None
+    excluded: int | None = None
+    expiring: int | None = None
+    top_key: str | None = None
+    top_score: float | None = None
+    problem: str | None = None
+
+
+def name_problem(raw: Any) -> str | None:
+    """Why a registry entry (written by any client) cannot be a stream name here, or None."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "not UTF-8: written by another client; Streams cannot name it"
+    if not raw:
+        return "an empty name: written by another client; Streams cannot name it"
+    return None
 
 
 def _pairs(reply: Any) -> list[tuple[Any, float]]:
@@ -106,24 +131,29 @@ def _pairs(reply: Any) -> list[tuple[Any, float]]:
 def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
     """The first MAX_LISTED streams of the server's registry, by name, and how many there are."""
     streams = connection.streams()
-    names = sorted(display(text(raw)) for raw in streams.psnames())
-    listed = names[:MAX_LISTED]
+    registered = sorted(streams.psnames(), key=lambda raw: display(raw))
+    listed = registered[:MAX_LISTED]
+    readable = [display(raw) for raw in listed if name_problem(raw) is None]
     cluster = streams.commands.cluster
     pipe = streams.client.pipeline(transaction=False)
-    for name in listed:
+    for name in readable:
         keys = StreamKeys(name, cluster)
         pipe.zcard(keys.priorities)
         pipe.scard(keys.excluded)
         pipe.zcard(keys.expiring)
         pipe.zrevrange(keys.priorities, 0, 0, withscores=True)
-    replies = pipe.execute() if listed else []
+    replies = iter(pipe.execute() if readable else [])
     rows = []
-    for position, name in enumerate(listed):
-        length, excluded, expiring, top = replies[4 * position:4 * position + 4]
+    for raw in listed:
+        problem = name_problem(raw)
+        if problem is not None:
+            rows.append(StreamSummary(display(raw), problem=problem))
+            continue
+        length, excluded, expiring, top = (next(replies) for _ in range(4))
         first = _pairs(top)[:1]
-        rows.append(StreamSummary(name, int(length), int(excluded), int(expiring),
+        rows.append(StreamSummary(display(raw), int(length), int(excluded), int(expiring),
                                   display(first[0][0]) if first else None, first[0][1] if first else None))
-    return rows, len(names)
+    return rows, len(registered)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +161,33 @@ class Item:
     """One item of a stream page."""
 
     key: str
+    raw_key: bytes  # what the item's forms send back (base64), so any key round-trips
     score: float
     value: str | None  # None: a priority without a value (psincrement of an unknown key)
     excluded: bool
     expires_at: datetime.datetime | None  # pulled with purge=False: blocked until then
+
+    @property
+    def token(self) -> str:
+        """The key as the page's forms send it: base64 of its bytes (a line break or any byte survives)."""
+        return encode_key(self.raw_key)
+
+    @property
+    def actionable(self) -> bool:
+        """Whether Streams can name the key (UTF-8; a key written otherwise by another client cannot)."""
+        return name_problem(self.raw_key) is None
+
+
+def encode_key(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_key(token: str) -> str:
+    """A key sent back by a form (see ``Item.token``); ValueError if it is not one."""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        raise ValueError(f"{token[:40]!r} is not an item key of this page") from None
 
 
 class StreamItems:
@@ -148,19 +201,23 @@ class StreamItems:
         self.keys = keys
         self.prefix = prefix
         self._matches: list[tuple[Any, float]] | None = None
+        self.matched = 0  # every match of the prefix search, kept or not
         self.truncated = False
 
     def _search(self) -> list[tuple[Any, float]]:
+        """The matches of highest priority (at most MAX_MATCHES), in ZREVRANGE's order; ``matched`` counts all."""
         if self._matches is None:
             pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
-            found: list[tuple[Any, float]] = []
+            best: list[tuple[float, Any]] = []  # a min-heap: the lowest of the best on top
             for member, score in self.client.zscan_iter(self.keys.priorities, match=pattern, count=SCAN_COUNT):
-                found.append((member, float(score)))
-                if len(found) >= MAX_MATCHES:
-                    self.truncated = True
-                    break
-            found.sort(key=lambda pair: (pair[1], pair[0]), reverse=True)  # ZREVRANGE's order
-            self._matches = found
+                self.matched += 1
+                entry = (float(score), member)
+                if len(best) < MAX_MATCHES:
+                    heapq.heappush(best, entry)
+                elif entry > best[0]:
+                    heapq.heapreplace(best, entry)
+            self.truncated = self.matched > len(best)
+            self._matches = [(member, score) for score, member in sorted(best, reverse=True)]
         return self._matches
 
     def count(self) -> int:
@@ -206,7 +263,8 @@ class StreamItems:
         pipe.zmscore(self.keys.expiring, members)
         values, excluded, expiries = pipe.execute()
         return [
-            Item(display(member), score, None if value is None else display(value), bool(out),
+            Item(display(member), member if isinstance(member, bytes) else str(member).encode(), score,
+                 None if value is None else display(value), bool(out),
                  None if expiry is None else datetime.datetime.fromtimestamp(float(expiry), tz=datetime.UTC))
             for (member, score), value, out, expiry in zip(pairs, values, excluded, expiries, strict=True)
         ]

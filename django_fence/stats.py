@@ -190,11 +190,16 @@ class Stats:
                 for minute in span]
 
     def reset(self) -> None:
-        """Forget every count: this process's pending ones, the shared counters and every bucket still alive."""
-        with self._lock:
-            self._pending.clear()
-            self._pending_minutes.clear()
-        current = int(self.clock() // 60)
-        alive = range(current - HISTORY_TTL // 60 - 1, current + 1)
-        self._cache().delete_many([self.prefix + name for name in NAMES] +
-                                  [self.bucket_key(minute, name) for minute in alive for name in HISTORY_NAMES])
+        """Forget every count: this process's pending ones, the shared counters and every bucket still alive.
+
+        It waits for a flush in progress: one that finished after the reset would subtract what
+        it delivered from the cleared pending counts, and later counts would go missing.
+        """
+        with self._flush_lock:
+            with self._lock:
+                self._pending.clear()
+                self._pending_minutes.clear()
+            current = int(self.clock() // 60)
+            alive = range(current - HISTORY_TTL // 60 - 1, current + 1)
+            self._cache().delete_many([self.prefix + name for name in NAMES] + [
+                self.bucket_key(minute, name) for minute in alive for name in HISTORY_NAMES])

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .dashboard import display
+from .dashboard import decode_key, display
 from .streams import Streams
 from .streams.keys import stream_keys
 
@@ -31,17 +31,34 @@ def listing(keys: list[Any]) -> str:
     return shown + (f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
 
 
+def decoded(token: object) -> str:
+    try:
+        return decode_key(str(token))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class KeyField(forms.CharField):
+    """An item's key, sent by the page as base64 of its bytes (``Item.token``), given back as str."""
+
+    widget = forms.HiddenInput
+
+    def to_python(self, value: Any) -> str:
+        token: str = super().to_python(value) or ""
+        return decoded(token) if token else token
+
+
 class KeyListField(forms.Field):
-    """Item keys sent as repeated fields (checkboxes, or hidden inputs on the confirmation page)."""
+    """Item keys (``Item.token``) sent as repeated fields: checkboxes, or hidden inputs on the confirmation page."""
 
     widget = forms.MultipleHiddenInput
     hidden_widget = forms.MultipleHiddenInput
 
     def to_python(self, value: Any) -> list[str]:
-        keys = [str(key) for key in (value or []) if str(key)]
-        if len(keys) > MAX_KEYS:
+        tokens = [str(token) for token in (value or []) if str(token)]
+        if len(tokens) > MAX_KEYS:
             raise ValidationError(f"Choose at most {MAX_KEYS} items at a time.")
-        return list(dict.fromkeys(keys))
+        return list(dict.fromkeys(decoded(token) for token in tokens))
 
     def validate(self, value: Any) -> None:
         if self.required and not value:
@@ -69,7 +86,7 @@ class ChangePriority(StreamAction):
     label = "Change priority"
     destructive = False
 
-    key = forms.CharField(max_length=10_000, strip=False)
+    key = KeyField()
     by = forms.FloatField(label="Change by")
 
     def clean_by(self) -> float:

@@ -20,6 +20,7 @@ from django.core.cache import caches
 from django.test import Client
 from django.urls import reverse
 
+from django_fence.dashboard import encode_key
 from django_fence.streams import Streams
 from tests.conftest import fenced_caches
 from tests.test_flush import poll_caches, totals, vote
@@ -30,6 +31,11 @@ DASHBOARD = "/admin/django_fence/fence/"
 DATA = DASHBOARD + "data/"
 FLUSH = DASHBOARD + "votes/flush/"
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "admin-backing"}
+
+
+def k(key: str) -> str:
+    """An item key as the stream page's forms send it."""
+    return encode_key(key.encode())
 
 
 def stream_url(name: str, label: str = "main") -> str:
@@ -143,8 +149,8 @@ def test_an_operator_sees_every_action(operator: Client, jobs: Streams) -> None:
 
 
 FORGED = [
-    ("bump", {"bump-key": "b", "bump-by": "10"}),
-    ("delete", {"delete-keys": ["b"], "confirmed": "yes"}),
+    ("bump", {"bump-key": k("b"), "bump-by": "10"}),
+    ("delete", {"delete-keys": [k("b")], "confirmed": "yes"}),
     ("delete_below", {"delete_below-threshold": "10", "confirmed": "yes"}),
     ("decrement_all", {"decrement_all-by": "1", "confirmed": "yes"}),
     ("pull", {"pull-count": "3", "pull-purge": "on", "confirmed": "yes"}),
@@ -175,7 +181,7 @@ def test_actions_are_post_only(operator: Client, jobs: Streams) -> None:
 def test_actions_need_the_csrf_token(jobs: Streams) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(user("view_fence", "change_fence"))
-    assert client.post(stream_url("jobs"), {"action": "bump", "bump-key": "b", "bump-by": "10"}).status_code == 403
+    assert client.post(stream_url("jobs"), {"action": "bump", "bump-key": k("b"), "bump-by": "10"}).status_code == 403
     assert client.post(expire_url()).status_code == 403
     assert priorities(jobs)["b"] == 4
 
@@ -332,7 +338,7 @@ def test_a_stream_name_with_slashes_and_spaces_has_its_page(viewer: Client, stre
 
 # -- actions ---------------------------------------------------------------------------------------------
 def test_change_priority_moves_the_item_reports_it_and_logs_it(operator: Client, jobs: Streams) -> None:
-    response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": "e", "bump-by": "10"})
+    response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": k("e"), "bump-by": "10"})
     assert response.status_code == 302 and response["Location"] == stream_url("jobs")
     assert priorities(jobs)["e"] == 11
     assert messages_of(response) == ["Stream 'jobs': Changed the priority of 'e' by +10; it is now 11."]
@@ -344,11 +350,11 @@ def test_change_priority_moves_the_item_reports_it_and_logs_it(operator: Client,
 
 
 @pytest.mark.parametrize(("data", "error"), [
-    ({"bump-key": "e", "bump-by": "ten"}, "Change priority: Change by: Enter a number."),
-    ({"bump-key": "e", "bump-by": "nan"}, "Change priority: Change by: Enter a number."),
-    ({"bump-key": "e", "bump-by": "0"}, "Change priority: Change by: A change of 0 changes nothing."),
-    ({"bump-key": "e"}, "Change priority: Change by: This field is required."),
-    ({"bump-key": "zzz", "bump-by": "1"}, "Change priority: The stream has no item 'zzz'."),
+    ({"bump-key": k("e"), "bump-by": "ten"}, "Change priority: Change by: Enter a number."),
+    ({"bump-key": k("e"), "bump-by": "nan"}, "Change priority: Change by: Enter a number."),
+    ({"bump-key": k("e"), "bump-by": "0"}, "Change priority: Change by: A change of 0 changes nothing."),
+    ({"bump-key": k("e")}, "Change priority: Change by: This field is required."),
+    ({"bump-key": k("zzz"), "bump-by": "1"}, "Change priority: The stream has no item 'zzz'."),
 ])
 def test_bad_input_to_change_priority_is_reported_and_changes_nothing(
         operator: Client, jobs: Streams, data: dict[str, str], error: str) -> None:
@@ -376,7 +382,7 @@ def confirm(client: Client, url: str, data: dict[str, Any], expect: str) -> Any:
 
 
 def test_delete_items_confirms_first_then_deletes_them(operator: Client, jobs: Streams) -> None:
-    data = {"action": "delete", "delete-keys": ["b", "e"]}
+    data = {"action": "delete", "delete-keys": [k("b"), k("e")]}
     before = priorities(jobs)
     response = confirm(operator, stream_url("jobs"), data, "Delete 2 item(s): b, e.")
     assert priorities(jobs) == {k: v for k, v in before.items() if k not in "be"}
@@ -465,7 +471,9 @@ def test_run_expiry_sends_you_back_only_inside_the_admin(operator: Client, jobs:
 def test_an_action_while_redis_is_down_is_an_error_page_not_a_500(operator: Client, streams: Streams,
                                                                   settings: Any) -> None:
     settings.DJANGO_FENCE = {"STREAMS_REDIS": {"main": "redis://127.0.0.1:1/0"}}
-    assert operator.post(stream_url("jobs"), {"action": "bump", "bump-key": "a", "bump-by": "1"}).status_code == 503
+    response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": k("a"), "bump-by": "1"})
+    assert response.status_code == 302 and response["Location"] == stream_url("jobs")  # no page a reload posts again
+    assert messages_of(response)[0].startswith("Redis 'main' is unreachable; nothing was done: ConnectionError")
     response = operator.post(expire_url())
     assert response.status_code == 302 and messages_of(response)[0].startswith("Redis 'main' is unreachable")
 
@@ -510,7 +518,7 @@ def test_the_queue_panel_shows_an_error_when_memcached_is_down(operator: Client,
 
 
 def test_the_dashboard_lists_the_recent_actions_from_the_admin_log(operator: Client, jobs: Streams) -> None:
-    operator.post(stream_url("jobs"), {"action": "bump", "bump-key": "e", "bump-by": "2"})
+    operator.post(stream_url("jobs"), {"action": "bump", "bump-key": k("e"), "bump-by": "2"})
     page = operator.get(DASHBOARD).content.decode()
     recent = page[page.index("<caption>Recent actions</caption>"):]
     assert "stream jobs on main" in recent and "Changed the priority of &#x27;e&#x27; by +2; it is now 3." in recent
@@ -563,3 +571,90 @@ def test_a_waiting_backlog_does_not_change_the_digest_while_its_lag_grows(viewer
     assert second["numbers"]["queue"]["lag_seconds"] > first["numbers"]["queue"]["lag_seconds"] + 1
     assert second["numbers"]["queue"]["depth"] == 3 and second["digest"] == first["digest"]
     assert 'class="fence-since" data-since=' in second["panels"]["queue"]  # the page counts it up itself
+
+
+
+def test_registered_names_other_clients_wrote_do_not_break_the_dashboard(operator: Client, streams: Streams) -> None:
+    streams.client.sadd(":ps:keys", "", b"bad\xff", "line\nbreak")
+    streams.psadd("line\nbreak", "k", "v", 1)
+    page = operator.get(DASHBOARD)
+    assert page.status_code == 200 and operator.get(DATA).status_code == 200
+    text = page.content.decode()
+    assert "(empty)</th><td colspan=\"5\" class=\"quiet\">Registered, but an empty name" in text
+    assert "bad\\xff</th><td colspan=\"5\" class=\"quiet\">Registered, but not UTF-8" in text
+    assert keys_in_order(operator.get(stream_url("line\nbreak"))) == ["k"]
+    assert stream_url("line\nbreak") in text
+
+
+def test_keys_with_line_breaks_are_acted_on_exactly(operator: Client, streams: Streams) -> None:
+    streams.psaddmany("s", [("a\r\nb", "1", 1), ("a\nb", "2", 2), ("plain", "3", 3)])
+    page = operator.get(stream_url("s")).content.decode()
+    crlf, lf = k("a\r\nb"), k("a\nb")
+    assert f'value="{crlf}"' in page and f'value="{lf}"' in page
+    response = operator.post(stream_url("s"), {"action": "bump", "bump-key": k("a\r\nb"), "bump-by": "10"})
+    assert messages_of(response) == ["Stream 's': Changed the priority of 'a\\r\\nb' by +10; it is now 11."]
+    operator.post(stream_url("s"), {"action": "delete", "delete-keys": [k("a\nb")], "confirmed": "yes"})
+    assert priorities(streams, "s") == {"a\r\nb": 11, "plain": 3}
+
+
+def test_a_key_that_is_not_utf8_is_shown_but_offers_no_action(operator: Client, streams: Streams) -> None:
+    streams.psadd("s", "ok", "v", 1)
+    streams.client.zadd("s:s", {b"k\xfe": 5})
+    streams.client.hset("s:t", b"k\xfe", "v")
+    page = operator.get(stream_url("s")).content.decode()
+    assert keys_in_order(operator.get(stream_url("s"))) == ["k\\xfe", "ok"]
+    assert page.count('name="delete-keys"') == 1 and "not UTF-8</span>" in page
+
+
+@pytest.mark.parametrize("token", ["not base64!", "//79", ""])
+def test_a_key_token_that_is_not_one_of_the_page_is_an_error(operator: Client, jobs: Streams, token: str) -> None:
+    before = priorities(jobs)
+    response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": token, "bump-by": "1"})
+    assert messages_of(response)[0].startswith("Change priority: Key: ")
+    assert priorities(jobs) == before
+
+
+def test_a_truncated_prefix_search_keeps_the_matches_of_highest_priority(viewer: Client, streams: Streams,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_fence import dashboard
+
+    monkeypatch.setattr(dashboard, "MAX_MATCHES", 5)
+    streams.psaddmany("big", [(f"m{i:02}", "v", i) for i in range(40)] + [("other", "v", 99)])
+    response = viewer.get(stream_url("big"), {"q": "m"})
+    assert keys_in_order(response) == ["m39", "m38", "m37", "m36", "m35"]
+    assert "the 5 of highest priority of 40" in response.content.decode()
+
+
+def test_an_action_comes_back_to_the_search_and_page_it_was_made_on(operator: Client, jobs: Streams) -> None:
+    data = {"action": "bump", "bump-key": k("e"), "bump-by": "1", "_filters": "q=e&p=1&evil=1"}
+    assert operator.post(stream_url("jobs"), data)["Location"] == stream_url("jobs") + "?q=e&p=1"
+    page = operator.post(stream_url("jobs"), {"action": "delete_stream", "_filters": "q=e"}).content.decode()
+    assert f'href="{stream_url("jobs")}?q=e" class="button cancel-link"' in page
+    assert 'name="_filters" value="q=e"' in page
+    listing = operator.get(stream_url("jobs"), {"q": "e"}).content.decode()
+    assert 'name="_filters" value="q=e"' in listing
+
+
+def test_flush_now_with_the_votes_alias_missing_is_a_message_not_a_500(operator: Client, streams: Streams,
+                                                                       settings: Any) -> None:
+    settings.CACHES = {alias: config for alias, config in settings.CACHES.items() if alias != "votes"}
+    assert "Flush now" not in operator.get(DASHBOARD).content.decode()
+    response = operator.post(FLUSH)
+    assert response.status_code == 302 and messages_of(response)[0].startswith("The vote queue cannot be flushed")
+
+
+def test_streams_on_a_redis_cluster(operator: Client, redis_cluster_client: Any,
+                                    redis_cluster_nodes: list[tuple[str, int]], settings: Any) -> None:
+    host, port = redis_cluster_nodes[0]
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"cluster": f"redis+cluster://{host}:{port}/0"}}
+    cluster = Streams(redis_cluster_client)
+    cluster.psaddmany("jobs", [("a", "1", 1), ("b", "2", 2)])
+    cluster.psaddmany("other", [("x", "1", 1)])
+    assert '<tr data-stream="jobs">' in operator.get(DASHBOARD).content.decode()
+    url = stream_url("jobs", "cluster")
+    assert keys_in_order(operator.get(url)) == ["b", "a"]
+    assert keys_in_order(operator.get(url, {"q": "a"})) == ["a"]
+    operator.post(url, {"action": "bump", "bump-key": k("a"), "bump-by": "5"})
+    assert keys_in_order(operator.get(url)) == ["a", "b"]
+    operator.post(url, {"action": "delete", "delete-keys": [k("b")], "confirmed": "yes"})
+    assert cluster.pskeys("jobs") == [b"a"]

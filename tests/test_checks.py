@@ -8,7 +8,7 @@ import pytest
 from django.core.checks import Error, Warning
 from django.core.checks.registry import registry
 
-from django_fence.checks import check_fenced_caches, check_poll_caches, check_stream_servers
+from django_fence.checks import check_admin_settings, check_fenced_caches, check_poll_caches, check_stream_servers
 
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 FENCED = "django_fence.backends.FencedCache"
@@ -182,3 +182,26 @@ def test_stream_servers_with_a_bad_entry(settings: Any, servers: Any) -> None:
 def test_stream_servers_not_a_dict(settings: Any) -> None:
     settings.DJANGO_FENCE = {"STREAMS_REDIS": ["redis://x"]}
     assert [m.id for m in check_stream_servers()] == ["django_fence.E006"]
+
+
+
+@pytest.mark.parametrize(("name", "value", "wanted"), [
+    ("ADMIN_REFRESH_INTERVAL", "5", "a number of seconds from 0.1 to 3600"),
+    ("ADMIN_REFRESH_INTERVAL", 0, "a number of seconds from 0.1 to 3600"),
+    ("ADMIN_REFRESH_INTERVAL", float("nan"), "a number of seconds from 0.1 to 3600"),
+    ("ADMIN_REFRESH_MAX_FACTOR", 0, "an int from 1 to 1000"),
+    ("ADMIN_REFRESH_MAX_FACTOR", True, "an int from 1 to 1000"),
+    ("ADMIN_PAGE_SIZE", 0, "an int from 1 to 10000"),
+    ("ADMIN_PAGE_SIZE", 2.5, "an int from 1 to 10000"),
+])
+def test_admin_settings_out_of_range(settings: Any, name: str, value: Any, wanted: str) -> None:
+    settings.DJANGO_FENCE = {name: value}
+    assert check_admin_settings() == [
+        Error(f"DJANGO_FENCE[{name!r}] must be {wanted}, got {value!r}.", obj=f"DJANGO_FENCE[{name!r}]",
+              id="django_fence.E007"),
+    ]
+
+
+def test_admin_settings_defaults_pass(settings: Any) -> None:
+    settings.DJANGO_FENCE = {}
+    assert check_admin_settings() == []

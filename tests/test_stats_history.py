@@ -380,3 +380,38 @@ def test_metrics_history_reports_a_server_that_is_down_as_an_error(settings: Any
     assert [point["hits"] for point in history["up"]["points"]] == [0]
     with pytest.raises(ValueError, match="minutes"):  # a bad argument is the caller's error, not an entry
         metrics.history(0)
+
+
+def test_a_reset_waits_for_a_flush_in_progress_and_later_counts_are_kept(settings: Any) -> None:
+    import threading
+
+    from django.core.cache.backends.locmem import LocMemCache
+
+    class SlowCache(LocMemCache):
+        """A LocMem cache whose first incr waits until the test lets it go."""
+
+        entered, release = threading.Event(), threading.Event()
+
+        def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+            if not self.entered.is_set():
+                self.entered.set()
+                assert self.release.wait(10)
+            return super().incr(key, delta, version)
+
+    cache = SlowCache("reset-race", {})
+    stats = Stats(lambda: cache, "race")
+    cache.set(stats.prefix + "hits", 0)
+    stats.add("hits", 5)
+    flushing = threading.Thread(target=stats.flush)
+    flushing.start()
+    assert SlowCache.entered.wait(10)
+    resetting = threading.Thread(target=stats.reset)
+    resetting.start()
+    resetting.join(0.5)  # a reset that does not wait would be done by now
+    SlowCache.release.set()
+    flushing.join(10)
+    resetting.join(10)
+    for _ in range(3):
+        stats.add("hits")
+    assert stats.pending() == {"hits": 3}
+    assert stats.snapshot()["hits"] == 3

@@ -15,7 +15,8 @@
   window.djangoFenceDashboard = api;
 
   function start(root) {
-    const base = Math.max(0.05, parseFloat(root.dataset.interval)) * 1000;
+    const interval = parseFloat(root.dataset.interval);  // checked by django_fence.E007; guarded here too
+    const base = (Number.isFinite(interval) && interval > 0 ? Math.max(0.05, interval) : 5) * 1000;
     const maxFactor = Math.max(1, parseInt(root.dataset.maxFactor, 10) || 1);
     const state = { delay: base, polls: 0, changes: 0, digest: root.dataset.digest, timer: null, inFlight: false };
     api.state = state;
