@@ -276,7 +276,7 @@ def stream_exists(streams: Streams, name: str) -> bool:
     return bool(streams.client.sismember(REGISTRY, name)) or bool(streams.client.exists(*keys.all()))
 
 
-CHART_WIDTH, CHART_HEIGHT = 240, 48
+CHART_WIDTH, CHART_HEIGHT = 160, 40
 
 
 def chart(history: dict[str, Any]) -> dict[str, Any] | None:

@@ -658,3 +658,21 @@ def test_streams_on_a_redis_cluster(operator: Client, redis_cluster_client: Any,
     assert keys_in_order(operator.get(url)) == ["a", "b"]
     operator.post(url, {"action": "delete", "delete-keys": [k("b")], "confirmed": "yes"})
     assert cluster.pskeys("jobs") == [b"a"]
+
+
+def test_the_chart_draws_hit_ratio_with_gaps_and_recomputes_scaled_to_the_busiest_minute() -> None:
+    from django_fence.dashboard import CHART_HEIGHT, CHART_WIDTH, chart
+
+    def point(ratio: float | None, recomputes: int) -> dict[str, Any]:
+        return {"minute": 0, "hits": 0, "stale_served": 0, "misses": 0, "recomputes": recomputes, "hit_ratio": ratio}
+
+    drawn = chart({"points": [point(1.0, 0), point(0.5, 4), point(None, 2), point(0.0, 0), point(0.25, 1)]})
+    assert drawn is not None
+    step = CHART_WIDTH / 4
+    assert drawn["hit_ratio"] == [f"0.0,0.0 {step:.1f},{CHART_HEIGHT / 2:.1f}",
+                                  f"{3 * step:.1f},{CHART_HEIGHT:.1f} {4 * step:.1f},{CHART_HEIGHT * 0.75:.1f}"]
+    assert drawn["recomputes"].split()[1] == f"{step:.1f},0.0"  # the busiest minute reaches the top
+    assert (drawn["busiest"], drawn["recomputed"], drawn["minutes"]) == (4, 7, 5)
+    assert chart({"error": "down"}) is None and chart({"points": []}) is None
+    quiet = chart({"points": [point(None, 0), point(None, 0)]})
+    assert quiet is not None and quiet["hit_ratio"] == [] and quiet["busiest"] == 0
