@@ -65,6 +65,15 @@ class KeyListField(forms.Field):
             raise ValidationError("Choose at least one item.")
 
 
+class NonZeroFloatField(forms.FloatField):
+    """A finite number other than 0 (Django's FloatField already refuses nan and infinities)."""
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value == 0:
+            raise ValidationError(f"{self.label} 0 changes nothing.")
+
+
 class StreamAction(forms.Form):
     """An action on one stream; subclasses set ``name``, ``label`` and ``destructive``."""
 
@@ -87,13 +96,7 @@ class ChangePriority(StreamAction):
     destructive = False
 
     key = KeyField()
-    by = forms.FloatField(label="Change by")
-
-    def clean_by(self) -> float:
-        by: float = self.cleaned_data["by"]
-        if by == 0:
-            raise ValidationError("A change of 0 changes nothing.")
-        return by
+    by = NonZeroFloatField(label="Change by")
 
     def perform(self, streams: Streams, stream: str) -> str:
         key, by = self.cleaned_data["key"], self.cleaned_data["by"]
@@ -144,13 +147,7 @@ class DecrementAll(StreamAction):
     name = "decrement_all"
     label = "Decrement all priorities"
 
-    by = forms.FloatField(label="Decrement by")
-
-    def clean_by(self) -> float:
-        by: float = self.cleaned_data["by"]
-        if by == 0:
-            raise ValidationError("A decrement of 0 changes nothing.")
-        return by
+    by = NonZeroFloatField(label="Decrement by")
 
     def consequence(self, streams: Streams, stream: str) -> str:
         return f"Subtract {self.cleaned_data['by']:g} from the priority of all {streams.pslen(stream)} item(s)."

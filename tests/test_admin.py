@@ -352,7 +352,7 @@ def test_change_priority_moves_the_item_reports_it_and_logs_it(operator: Client,
 @pytest.mark.parametrize(("data", "error"), [
     ({"bump-key": k("e"), "bump-by": "ten"}, "Change priority: Change by: Enter a number."),
     ({"bump-key": k("e"), "bump-by": "nan"}, "Change priority: Change by: Enter a number."),
-    ({"bump-key": k("e"), "bump-by": "0"}, "Change priority: Change by: A change of 0 changes nothing."),
+    ({"bump-key": k("e"), "bump-by": "0"}, "Change priority: Change by: Change by 0 changes nothing."),
     ({"bump-key": k("e")}, "Change priority: Change by: This field is required."),
     ({"bump-key": k("zzz"), "bump-by": "1"}, "Change priority: The stream has no item 'zzz'."),
 ])
@@ -676,3 +676,10 @@ def test_the_chart_draws_hit_ratio_with_gaps_and_recomputes_scaled_to_the_busies
     assert chart({"error": "down"}) is None and chart({"points": []}) is None
     quiet = chart({"points": [point(None, 0), point(None, 0)]})
     assert quiet is not None and quiet["hit_ratio"] == [] and quiet["busiest"] == 0
+
+
+def test_a_decrement_of_zero_is_an_error(operator: Client, jobs: Streams) -> None:
+    before = priorities(jobs)
+    response = operator.post(stream_url("jobs"), {"action": "decrement_all", "decrement_all-by": "0"})
+    assert messages_of(response) == ["Decrement all priorities: Decrement by: Decrement by 0 changes nothing."]
+    assert priorities(jobs) == before
