@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from django.apps import apps
 from django.contrib import admin, messages
@@ -37,7 +37,7 @@ from django.http import (
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, register_converter, reverse
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from . import dashboard, metrics
 from .conf import fence_settings
@@ -48,15 +48,18 @@ from .streams.keys import stream_keys
 
 
 class StreamNameConverter:
-    """Any non-empty stream name, line breaks included (``path``'s ``.+`` stops at one)."""
+    """Any non-empty stream name, in one path segment: line breaks, "/" and dot segments included."""
 
     regex = r"[\s\S]+"
 
     def to_python(self, value: str) -> str:
-        return value
+        return unquote(value)
 
     def to_url(self, value: str) -> str:
-        return value
+        # Every reserved character escaped (the name is one path segment, "/" included), and a name
+        # that is a dot segment too: a browser or proxy would resolve "a/../b" or ".." to another URL.
+        quoted = quote(value, safe="")
+        return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
 
 
 register_converter(StreamNameConverter, "fence_stream")
@@ -64,7 +67,7 @@ register_converter(StreamNameConverter, "fence_stream")
 PANELS = ("fence", "streams", "queue")
 RECENT_ACTIONS = 10  # the dashboard's list of the last actions on the fence, from the admin log
 #: What a server that is down (or answers nonsense) raises: an error panel, not a 500.
-SERVER_ERRORS = (BackendUnavailable, RedisError, OSError)
+SERVER_ERRORS = (BackendUnavailable, RedisError, RedisClusterException, OSError)
 
 
 def unavailable(exc: Exception) -> str:
@@ -74,8 +77,12 @@ def unavailable(exc: Exception) -> str:
 def log_change(request: HttpRequest, object_id: str, object_repr: str, message: str) -> None:
     """One admin log entry for an action on the fence (no model instance: the content type is Fence's)."""
     content_type = ContentType.objects.get_for_model(Fence, for_concrete_model=False)
-    LogEntry.objects.create(user_id=request.user.pk or 0, content_type_id=content_type.pk, object_id=object_id,
-                            object_repr=object_repr[:200], action_flag=CHANGE, change_message=message)
+    def text(value: str) -> str:  # names and keys come from Redis: PostgreSQL refuses NUL in text
+        return value.replace("\x00", "\\x00")
+
+    LogEntry.objects.create(user_id=request.user.pk or 0, content_type_id=content_type.pk,
+                            object_id=text(object_id), object_repr=text(object_repr)[:200], action_flag=CHANGE,
+                            change_message=text(message))
 
 
 @admin.register(Fence)
@@ -227,7 +234,8 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except SERVER_ERRORS as exc:
             if request.method == "POST":  # never a page a reload would post again
                 messages.error(request, f"Redis {label!r} is unreachable; nothing was done: {unavailable(exc)}")
-                return HttpResponseRedirect(self._url("django_fence_stream", label, name))
+                return HttpResponseRedirect(self._url("django_fence_stream", label, name,
+                                                      query=kept_filters(request.POST.get("_filters", ""))))
             context = self._context(request, f"Stream {name}", label=label, name=name, error=unavailable(exc))
             return TemplateResponse(request, "admin/django_fence/stream.html", context, status=503)
 
@@ -268,6 +276,11 @@ class FenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             done = form.perform(streams, name)
         except ActionFailed as exc:
             messages.error(request, f"{action_class.label}: {exc}")
+            return HttpResponseRedirect(here)
+        except SERVER_ERRORS as exc:  # sent, maybe run (a timeout): say so, and log the attempt
+            outcome = f"{action_class.label}: the outcome is unknown ({unavailable(exc)})"
+            messages.error(request, f"Stream {name!r}: {outcome}; look at the stream before trying again.")
+            log_change(request, f"{label}:{name}", f"stream {name} on {label}", outcome)
             return HttpResponseRedirect(here)
         messages.success(request, f"Stream {name!r}: {done}")  # the admin capitalizes a message's first letter
         log_change(request, f"{label}:{name}", f"stream {name} on {label}", f"{action_class.label}: {done}")

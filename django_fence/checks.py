@@ -5,7 +5,8 @@ E003 LOCATION names another FencedCache, E004 invalid OPTIONS,
 W001 LOCK_TIMEOUT shorter than WAIT_TIMEOUT, E005 the middleware halves not
 a pair in order; for the poll app (ids from 010 up): E010 the votes alias is
 not in CACHES, E011 the fenced alias is not in CACHES, W010 the fenced alias is
-not a FencedCache, W011 the votes alias is per process (LocMem) or stores nothing (Dummy).
+not a FencedCache, W011 the votes alias is per process (LocMem) or stores nothing (Dummy); for the
+admin: E006 a bad STREAMS_REDIS entry, E007 an ADMIN_* setting out of range.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
@@ -120,6 +122,8 @@ def check_poll_caches(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
 
 def check_stream_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """DJANGO_FENCE["STREAMS_REDIS"] maps labels to Redis URLs or to CACHES aliases that exist."""
+    from .dashboard import CLUSTER_SCHEMES, URL_SCHEMES
+
     servers: object = fence_settings().STREAMS_REDIS
     obj = "DJANGO_FENCE['STREAMS_REDIS']"
     if not isinstance(servers, Mapping):
@@ -133,6 +137,15 @@ def check_stream_servers(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
             messages.append(Error(
                 f"STREAMS_REDIS entry {label!r}: {target!r} must map a label (a non-empty str without '/') "
                 "to a Redis URL or a cache alias.", obj=obj, id="django_fence.E006"))  # fmt: skip
+        elif "://" in target and (scheme := urlsplit(target).scheme) not in URL_SCHEMES:
+            messages.append(Error(
+                f"STREAMS_REDIS[{label!r}] is a URL of scheme {scheme!r}.",
+                hint=f"Use one of {', '.join(scheme + '://' for scheme in URL_SCHEMES)}.",
+                obj=obj, id="django_fence.E006"))  # fmt: skip
+        elif "://" in target and scheme in CLUSTER_SCHEMES and urlsplit(target).path.strip("/") not in ("", "0"):
+            messages.append(Error(
+                f"STREAMS_REDIS[{label!r}] names database {urlsplit(target).path.strip('/')!r} of a Redis "
+                "Cluster, which has only database 0.", obj=obj, id="django_fence.E006"))  # fmt: skip
         elif "://" not in target and target not in caches:
             messages.append(Error(
                 f"STREAMS_REDIS[{label!r}] names {target!r}, which is neither a URL nor an alias in CACHES.",
@@ -152,7 +165,10 @@ def check_admin_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     ]
     messages: list[CheckMessage] = []
     for name, value, types, lowest, highest, wanted in rules:
-        fine = isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+        try:
+            fine = isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
+        except OverflowError:  # an int beyond a float
+            fine = False
         if not fine or not lowest <= value <= highest:
             messages.append(Error(f"DJANGO_FENCE[{name!r}] must be {wanted}, got {value!r}.",
                                   obj=f"DJANGO_FENCE[{name!r}]", id="django_fence.E007"))

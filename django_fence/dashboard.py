@@ -37,7 +37,10 @@ MAX_MATCHES = 10_000
 SCAN_COUNT = 5000  # elements ZSCAN looks at per call: 20 round trips for 100,000 items, a millisecond each
 SOCKET_TIMEOUT = 2.0  # a server that accepts and never answers costs the page two seconds, not a worker
 
-CLUSTER_SCHEME = "redis+cluster://"
+#: URL schemes naming a Redis Cluster by one of its nodes, and the scheme redis-py is given.
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+#: Every scheme STREAMS_REDIS takes (check E006).
+URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 
 _clients: dict[tuple[int, str], SyncClient] = {}
 _clients_lock = threading.Lock()
@@ -64,27 +67,31 @@ class Connection:
     def client(self) -> SyncClient:
         """The redis-py client: one per URL and process, or the cache alias's own.
 
-        ``redis+cluster://host:port`` names a Redis Cluster by one of its nodes (``RedisCluster``).
+        ``redis+cluster://host:port`` (``rediss+cluster://`` with TLS) names a Redis Cluster by one of
+        its nodes (``RedisCluster``, database 0 only).
         """
         if self.is_url:
             key = (os.getpid(), self.target)
             with _clients_lock:
-                if key not in _clients:
-                    if self.target.startswith(CLUSTER_SCHEME):
-                        url = "redis://" + self.target.removeprefix(CLUSTER_SCHEME)
-                        _clients[key] = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT,
-                                                              socket_connect_timeout=SOCKET_TIMEOUT)
-                    else:
-                        _clients[key] = redis.Redis.from_url(self.target, socket_timeout=SOCKET_TIMEOUT,
-                                                             socket_connect_timeout=SOCKET_TIMEOUT)
-                return _clients[key]
+                if key in _clients:
+                    return _clients[key]
+            client: SyncClient  # built outside the lock: a cluster client connects as it is built
+            if (scheme := self.target.split("://", 1)[0]) in CLUSTER_SCHEMES:
+                url = CLUSTER_SCHEMES[scheme] + "://" + self.target.split("://", 1)[1]
+                client = RedisCluster.from_url(url, socket_timeout=SOCKET_TIMEOUT,
+                                               socket_connect_timeout=SOCKET_TIMEOUT)
+            else:
+                client = redis.Redis.from_url(self.target, socket_timeout=SOCKET_TIMEOUT,
+                                              socket_connect_timeout=SOCKET_TIMEOUT)
+            with _clients_lock:
+                return _clients.setdefault(key, client)
         cache: Any = caches[self.target]
         inner = getattr(cache, "inner", cache)  # a FencedCache: the cache it wraps
-        client: SyncClient | None = redis_client_of(inner)
-        if client is None:
+        own: SyncClient | None = redis_client_of(inner)
+        if own is None:
             raise ImproperlyConfigured(f"DJANGO_FENCE['STREAMS_REDIS'][{self.label!r}] names the cache "
                                        f"{self.target!r}, which is not a Redis cache.")
-        return client
+        return own
 
     def streams(self) -> Streams:
         return Streams(self.client())
@@ -109,15 +116,17 @@ class StreamSummary:
     problem: str | None = None
 
 
-def name_problem(raw: Any) -> str | None:
-    """Why a registry entry (written by any client) cannot be a stream name here, or None."""
+def name_problem(raw: Any, cluster: bool = False) -> str | None:
+    """Why a name (or an item key) written by any client cannot be named through Streams, or None."""
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             return "not UTF-8: written by another client; Streams cannot name it"
-    if not raw:
-        return "an empty name: written by another client; Streams cannot name it"
+    try:
+        stream_keys(raw, cluster)
+    except ValueError as exc:
+        return f"{exc}: written by another client; Streams cannot name it"
     return None
 
 
@@ -133,8 +142,8 @@ def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
     streams = connection.streams()
     registered = sorted(streams.psnames(), key=lambda raw: display(raw))
     listed = registered[:MAX_LISTED]
-    readable = [display(raw) for raw in listed if name_problem(raw) is None]
     cluster = streams.commands.cluster
+    readable = [display(raw) for raw in listed if name_problem(raw, cluster) is None]
     pipe = streams.client.pipeline(transaction=False)
     for name in readable:
         keys = StreamKeys(name, cluster)
@@ -145,7 +154,7 @@ def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
     replies = iter(pipe.execute() if readable else [])
     rows = []
     for raw in listed:
-        problem = name_problem(raw)
+        problem = name_problem(raw, cluster)
         if problem is not None:
             rows.append(StreamSummary(display(raw), problem=problem))
             continue
@@ -185,7 +194,10 @@ def encode_key(raw: bytes) -> str:
 def decode_key(token: str) -> str:
     """A key sent back by a form (see ``Item.token``); ValueError if it is not one."""
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        if encode_key(raw) != token:  # the decoder skips characters that are not base64: a forged token
+            raise ValueError(token)
+        return raw.decode("utf-8")
     except (ValueError, UnicodeError):
         raise ValueError(f"{token[:40]!r} is not an item key of this page") from None
 

@@ -580,7 +580,7 @@ def test_registered_names_other_clients_wrote_do_not_break_the_dashboard(operato
     page = operator.get(DASHBOARD)
     assert page.status_code == 200 and operator.get(DATA).status_code == 200
     text = page.content.decode()
-    assert "(empty)</th><td colspan=\"5\" class=\"quiet\">Registered, but an empty name" in text
+    assert "(empty)</th><td colspan=\"5\" class=\"quiet\">Registered, but a stream name may not be empty" in text
     assert "bad\\xff</th><td colspan=\"5\" class=\"quiet\">Registered, but not UTF-8" in text
     assert keys_in_order(operator.get(stream_url("line\nbreak"))) == ["k"]
     assert stream_url("line\nbreak") in text
@@ -603,10 +603,10 @@ def test_a_key_that_is_not_utf8_is_shown_but_offers_no_action(operator: Client, 
     streams.client.hset("s:t", b"k\xfe", "v")
     page = operator.get(stream_url("s")).content.decode()
     assert keys_in_order(operator.get(stream_url("s"))) == ["k\\xfe", "ok"]
-    assert page.count('name="delete-keys"') == 1 and "not UTF-8</span>" in page
+    assert page.count('name="delete-keys"') == 1 and "no action</span>" in page
 
 
-@pytest.mark.parametrize("token", ["not base64!", "//79", ""])
+@pytest.mark.parametrize("token", ["not base64!", "//79", "", "ZQ!!", "Z Q=="])
 def test_a_key_token_that_is_not_one_of_the_page_is_an_error(operator: Client, jobs: Streams, token: str) -> None:
     before = priorities(jobs)
     response = operator.post(stream_url("jobs"), {"action": "bump", "bump-key": token, "bump-by": "1"})
@@ -683,3 +683,60 @@ def test_a_decrement_of_zero_is_an_error(operator: Client, jobs: Streams) -> Non
     response = operator.post(stream_url("jobs"), {"action": "decrement_all", "decrement_all-by": "0"})
     assert messages_of(response) == ["Decrement all priorities: Decrement by: Decrement by 0 changes nothing."]
     assert priorities(jobs) == before
+
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/../b", "a//b", "./x", "100%", "%2F"])
+def test_stream_names_that_look_like_paths_keep_their_own_page(viewer: Client, streams: Streams, name: str) -> None:
+    streams.psadd(name, "mine", "v", 1)
+    streams.psadd("b", "other", "v", 1)
+    url = stream_url(name)
+    tail = url.split("/stream/", 1)[1]
+    assert "/" not in tail and tail not in (".", "..")  # one segment, never a dot segment a browser resolves
+    assert keys_in_order(viewer.get(url)) == ["mine"]
+
+
+def test_a_cluster_that_is_down_is_an_error_page_or_message_not_a_500(operator: Client, streams: Streams,
+                                                                       settings: Any) -> None:
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"gone": "redis+cluster://127.0.0.1:1"}}
+    assert "Redis gone cannot be read" in operator.get(DASHBOARD).content.decode()
+    assert operator.get(stream_url("jobs", "gone")).status_code == 503
+    response = operator.post(stream_url("jobs", "gone"), {"action": "delete_stream", "confirmed": "yes"})
+    assert response.status_code == 302 and "is unreachable; nothing was done" in messages_of(response)[0]
+    response = operator.post(expire_url("gone"))
+    assert response.status_code == 302 and messages_of(response)[0].startswith("Redis 'gone' is unreachable")
+
+
+def test_an_error_after_the_action_was_sent_says_the_outcome_is_unknown_and_logs_it(
+        operator: Client, jobs: Streams, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    def timed_out(self: Any, name: str, decrement: float) -> int:
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(Streams, "psdecrement_all", timed_out)
+    response = operator.post(stream_url("jobs"), {"action": "decrement_all", "decrement_all-by": "1",
+                                                  "confirmed": "yes"})
+    assert messages_of(response) == [
+        "Stream 'jobs': Decrement all priorities: the outcome is unknown (TimeoutError: Timeout reading from "
+        "socket); look at the stream before trying again."]
+    assert last_log().change_message.startswith("Decrement all priorities: the outcome is unknown")
+
+
+def test_the_admin_log_gets_no_nul_from_a_name_or_key(operator: Client, streams: Streams) -> None:
+    streams.psadd("n\x00ul", "k\x00ey", "v", 1)
+    operator.post(stream_url("n\x00ul"), {"action": "delete", "delete-keys": [k("k\x00ey")], "confirmed": "yes"})
+    entry = last_log()
+    assert "\x00" not in entry.object_id + entry.object_repr + entry.change_message
+    assert entry.object_repr == "stream n\\x00ul on main" and "k\\x00ey" in entry.change_message
+
+
+def test_a_name_cluster_mode_cannot_tag_is_listed_without_a_page(operator: Client, redis_cluster_client: Any,
+                                                                 redis_cluster_nodes: list[tuple[str, int]],
+                                                                 settings: Any) -> None:
+    host, port = redis_cluster_nodes[0]
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"cluster": f"redis+cluster://{host}:{port}"}}
+    redis_cluster_client.sadd(":ps:keys", "}odd")
+    page = operator.get(DASHBOARD)
+    assert page.status_code == 200
+    assert "}odd</th><td colspan=\"5\" class=\"quiet\">Registered, but stream name" in page.content.decode()

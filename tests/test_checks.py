@@ -193,6 +193,7 @@ def test_stream_servers_not_a_dict(settings: Any) -> None:
     ("ADMIN_REFRESH_MAX_FACTOR", True, "an int from 1 to 1000"),
     ("ADMIN_PAGE_SIZE", 0, "an int from 1 to 10000"),
     ("ADMIN_PAGE_SIZE", 2.5, "an int from 1 to 10000"),
+    ("ADMIN_PAGE_SIZE", 10**400, "an int from 1 to 10000"),
 ])
 def test_admin_settings_out_of_range(settings: Any, name: str, value: Any, wanted: str) -> None:
     settings.DJANGO_FENCE = {name: value}
@@ -205,3 +206,22 @@ def test_admin_settings_out_of_range(settings: Any, name: str, value: Any, wante
 def test_admin_settings_defaults_pass(settings: Any) -> None:
     settings.DJANGO_FENCE = {}
     assert check_admin_settings() == []
+
+
+
+@pytest.mark.parametrize(("target", "message", "hint"), [
+    ("http://127.0.0.1:6379", "STREAMS_REDIS['main'] is a URL of scheme 'http'.",
+     "Use one of redis://, rediss://, unix://, redis+cluster://, rediss+cluster://."),
+    ("redis+cluster://127.0.0.1:7000/1", "STREAMS_REDIS['main'] names database '1' of a Redis Cluster, which has "
+     "only database 0.", None),
+])
+def test_stream_servers_with_a_bad_url(settings: Any, target: str, message: str, hint: str | None) -> None:
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"main": target}}
+    assert check_stream_servers() == [Error(message, hint=hint, obj="DJANGO_FENCE['STREAMS_REDIS']",
+                                            id="django_fence.E006")]
+
+
+def test_stream_servers_cluster_urls_pass(settings: Any) -> None:
+    settings.DJANGO_FENCE = {"STREAMS_REDIS": {"a": "redis+cluster://h:7000", "b": "rediss+cluster://h:7000/0",
+                                               "c": "unix:///run/redis.sock"}}
+    assert check_stream_servers() == []

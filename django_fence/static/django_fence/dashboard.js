@@ -36,6 +36,7 @@
           const panel = document.getElementById("fence-panel-" + name);
           if (panel) { panel.innerHTML = html; }
         });
+        tick();
       }
       return changed;
     }
@@ -74,6 +75,7 @@
         el.textContent = String(Math.max(0, Math.round(lag)));
       });
     }
+    tick();  // the offset is taken as the panel arrives (here, and after each swap in apply())
     setInterval(tick, 1000);
 
     document.addEventListener("visibilitychange", function () {
