@@ -112,6 +112,17 @@ class _PylibmcClient(_Client):
         return self.client.get(key)
 
 
+def counted(key: str, result: object) -> int:
+    """The new value a Django cache's incr/decr answered; BackendUnavailable if it did not count.
+
+    pymemcache's HashClient answers False, not an error, while it deems a server dead:
+    ``int(False)`` would be a silent 0 and a lost count.
+    """
+    if isinstance(result, bool) or not isinstance(result, int):
+        raise BackendUnavailable(f"counter {key!r}: the server did not count ({result!r})")
+    return result
+
+
 class _DjangoClient(_Client):
     """Any Django cache. ``incr`` raises ValueError for a missing key (BaseCache's contract)."""
 
@@ -128,13 +139,13 @@ class _DjangoClient(_Client):
 
     def incr(self, key: str, delta: int) -> int | None:
         try:
-            return int(self.cache.incr(key, delta))
+            return counted(key, self.cache.incr(key, delta))
         except ValueError:
             return None
 
     def decr(self, key: str, delta: int) -> int | None:
         try:
-            value = int(self.cache.decr(key, delta))
+            value = counted(key, self.cache.decr(key, delta))
         except ValueError:
             return None
         if value < 0 and not self.server_floors:

@@ -174,3 +174,29 @@ def test_counter_default_ttl_over_30_days_does_not_expire_at_once_on_raw_pylibmc
     key = f"long-{uuid.uuid4().hex}"
     assert service.increment(key, 3) == 3
     assert service.get_count(key) == 3
+
+
+def test_a_cache_that_answers_false_instead_of_counting_raises_not_a_silent_zero() -> None:
+    """pymemcache's HashClient answers False, not an error, while it deems a server dead."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from django_fence.exceptions import BackendUnavailable
+
+    class DeemedDead(LocMemCache):
+        dead = False
+
+        def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+            return False if DeemedDead.dead else super().incr(key, delta, version)
+
+        def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+            return False if DeemedDead.dead else super().decr(key, delta, version)
+
+    service = CounterService(DeemedDead("deemed-dead", {}))
+    assert service.increment("votes", 2) == 2
+    DeemedDead.dead = True
+    with pytest.raises(BackendUnavailable, match="did not count"):
+        service.increment("votes", 3)
+    with pytest.raises(BackendUnavailable, match="did not count"):
+        service.decrement("votes", 1)
+    DeemedDead.dead = False
+    assert service.increment("votes", 3) == 5
