@@ -27,6 +27,7 @@ from redis.cluster import RedisCluster
 from .conf import fence_settings
 from .counters import redis_client_of
 from .streams import Streams
+from .streams.commands import scored
 from .streams.keys import REGISTRY, StreamKeys, stream_keys
 from .streams.sync import SyncClient
 
@@ -130,13 +131,6 @@ def name_problem(raw: Any, cluster: bool = False) -> str | None:
     return None
 
 
-def _pairs(reply: Any) -> list[tuple[Any, float]]:
-    """(member, score) pairs from a WITHSCORES reply, whichever shape the client gives."""
-    if reply and isinstance(reply[0], list | tuple):
-        return [(member, float(score)) for member, score in reply]
-    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-
 def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
     """The first MAX_LISTED streams of the server's registry, by name, and how many there are."""
     streams = connection.streams()
@@ -159,7 +153,7 @@ def stream_summaries(connection: Connection) -> tuple[list[StreamSummary], int]:
             rows.append(StreamSummary(display(raw), problem=problem))
             continue
         length, excluded, expiring, top = (next(replies) for _ in range(4))
-        first = _pairs(top)[:1]
+        first = scored(top)[:1]
         rows.append(StreamSummary(display(raw), int(length), int(excluded), int(expiring),
                                   display(first[0][0]) if first else None, first[0][1] if first else None))
     return rows, len(registered)
@@ -256,7 +250,7 @@ class StreamItems:
         if self.prefix:
             pairs = self._search()[start:stop]
         elif stop is None or stop > start:
-            pairs = _pairs(self.client.zrevrange(self.keys.priorities, start, -1 if stop is None else stop - 1,
+            pairs = scored(self.client.zrevrange(self.keys.priorities, start, -1 if stop is None else stop - 1,
                                                  withscores=True))
         else:
             pairs = []

@@ -33,6 +33,7 @@ from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
+from .counters import redis_client_of
 from .exceptions import BackendUnavailable, translated
 from .store import MISSING, Key
 
@@ -369,11 +370,9 @@ def _ttl(seconds: float) -> int:
 
 def lock_for(cache: BaseCache, check_interval: float) -> CacheLock | RedisLock:
     """The best lock strategy for the wrapped cache ``cache``."""
-    module = type(cache).__module__
-    if module.startswith("django_redis"):
-        return RedisLock(cache, cache.client.get_client(write=True))  # type: ignore[attr-defined]
-    if module == "django.core.cache.backends.redis":
-        return RedisLock(cache, cache._cache.get_client(write=True))  # type: ignore[attr-defined]
-    if module == "django.core.cache.backends.memcached":
+    client = redis_client_of(cache)
+    if client is not None:
+        return RedisLock(cache, client)
+    if type(cache).__module__ == "django.core.cache.backends.memcached":
         return MemcachedLock(cache, check_interval)
     return CacheLock(cache, check_interval)

@@ -102,6 +102,13 @@ def priority(raw: Any) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def scored(reply: Any) -> list[tuple[Any, float]]:
+    """(member, score) pairs from a WITHSCORES reply: flat (RESP2) or pairs already (RESP3, redis-py's zrange)."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(member, float(score)) for member, score in reply]
+    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+
 def now_arg(clock: Callable[[], float] | None) -> str:
     """The time a script compares with: '' makes the script read the server's TIME."""
     return "" if clock is None else validation.as_arg(float(clock()))
@@ -213,10 +220,7 @@ class StreamCommands:
         command = ("ZRANGE", self.keys(name).priorities, 0, -1, *(("REV",) if desc else ()))
         if not withscores:
             return list((yield Command(command)))
-        reply = yield Command((*command, "WITHSCORES"))
-        if reply and isinstance(reply[0], list | tuple):  # RESP3: pairs already
-            return [(member, float(score)) for member, score in reply]
-        return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]  # redis-py's zrange shape
+        return scored((yield Command((*command, "WITHSCORES"))))
 
     def psvalues(self, name: str) -> Operation[dict[Any, Any]]:
         reply = yield Command(("HGETALL", self.keys(name).values))
